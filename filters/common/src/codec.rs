@@ -1,0 +1,156 @@
+//! The byte layouts the proxy-wasm ABI uses for header maps and property paths.
+//!
+//! Decoding never trusts the host: every length is bounds-checked, so a
+//! malformed buffer is an error value, never a trap.
+
+use std::fmt;
+
+/// A header map as pairs in wire order: lower-case names, raw value bytes
+/// (values need not be UTF-8).
+pub type HeaderPairs = Vec<(String, Vec<u8>)>;
+
+/// A serialized header map that does not hold together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub &'static str);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed header map: {}", self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Serializes pairs as the ABI wants them: a u32 count, a (key length, value
+/// length) u32 pair per entry, then each key and value followed by a NUL.
+pub fn encode_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
+    let data: usize = pairs
+        .iter()
+        .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 2)
+        .sum();
+    let mut out = Vec::with_capacity(4 + pairs.len() * 8 + data);
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (k, v) in pairs {
+        out.extend_from_slice(&(k.as_ref().len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.as_ref().len() as u32).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_ref());
+        out.push(0);
+        out.extend_from_slice(v.as_ref());
+        out.push(0);
+    }
+    out
+}
+
+/// Reads a little-endian u32 at `at`, if the bytes are there.
+fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
+    let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_le_bytes(b) as usize)
+}
+
+/// Takes `len` bytes at `*at` followed by a NUL, advancing `*at` past the NUL.
+fn take_field<'a>(bytes: &'a [u8], at: &mut usize, len: usize) -> Result<&'a [u8], DecodeError> {
+    let end = at.checked_add(len).ok_or(DecodeError("length overflows"))?;
+    let field = bytes.get(*at..end).ok_or(DecodeError("entry runs past the end"))?;
+    if bytes.get(end) != Some(&0) {
+        return Err(DecodeError("entry is not NUL-terminated"));
+    }
+    *at = end + 1;
+    Ok(field)
+}
+
+/// Parses the ABI's serialized header map. Names are kept as the host gave
+/// them (Envoy lower-cases them); a name that is not UTF-8 is replaced lossily
+/// since no matcher could name it anyway.
+pub fn decode_pairs(bytes: &[u8]) -> Result<HeaderPairs, DecodeError> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let count = read_u32(bytes, 0).ok_or(DecodeError("too short for the entry count"))?;
+    // Each entry needs at least 8 bytes of lengths and 2 NULs: refuse counts
+    // the buffer cannot hold before allocating for them.
+    if count > bytes.len() / 10 {
+        return Err(DecodeError("entry count larger than the buffer can hold"));
+    }
+    let mut pairs = Vec::with_capacity(count);
+    let mut at = 4 + count * 8;
+    for i in 0..count {
+        let key_len = read_u32(bytes, 4 + i * 8).ok_or(DecodeError("lengths cut short"))?;
+        let value_len = read_u32(bytes, 8 + i * 8).ok_or(DecodeError("lengths cut short"))?;
+        let key = take_field(bytes, &mut at, key_len)?;
+        let value = take_field(bytes, &mut at, value_len)?;
+        pairs.push((String::from_utf8_lossy(key).into_owned(), value.to_vec()));
+    }
+    Ok(pairs)
+}
+
+/// Serializes a property path (`["request", "headers", "x-id"]`) as the ABI
+/// wants it: each segment followed by a NUL.
+pub fn encode_path(path: &[&str]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.iter().map(|s| s.len() + 1).sum());
+    for segment in path {
+        out.extend_from_slice(segment.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn pairs_round_trip_in_order_with_repeats_and_binary_values() {
+        let pairs: Vec<(&str, &[u8])> = vec![
+            (":path", b"/a?b=c"),
+            ("x-dup", b"1"),
+            ("x-dup", b"2"),
+            ("x-bin", &[0xff, 0x00, 0x7f]),
+            ("x-empty", b""),
+        ];
+        let decoded = decode_pairs(&encode_pairs(&pairs)).unwrap();
+        let expected: HeaderPairs = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect();
+        assert_eq!(decoded, expected);
+    }
+
+    #[test]
+    fn empty_buffer_is_an_empty_map() {
+        assert_eq!(decode_pairs(&[]).unwrap(), Vec::new());
+        assert_eq!(decode_pairs(&encode_pairs::<&str, &str>(&[])).unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn every_truncation_of_a_valid_map_is_an_error_not_a_trap() {
+        let bytes = encode_pairs(&[("a", "bb"), ("ccc", "")]);
+        for cut in 1..bytes.len() {
+            assert!(decode_pairs(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn hostile_lengths_are_refused() {
+        // count says a billion entries
+        assert!(decode_pairs(&[0, 0, 0, 0x40, 0, 0, 0, 0]).is_err());
+        // one entry whose key length is u32::MAX
+        let mut bytes = vec![1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0];
+        bytes.extend_from_slice(&[0; 8]);
+        assert!(decode_pairs(&bytes).is_err());
+        // right lengths, missing NUL terminator
+        let mut bad = encode_pairs(&[("a", "b")]);
+        let last = bad.len() - 1;
+        bad[last] = b'x';
+        assert_eq!(decode_pairs(&bad), Err(DecodeError("entry is not NUL-terminated")));
+    }
+
+    #[test]
+    fn path_segments_end_in_nul() {
+        assert_eq!(encode_path(&["request", "path"]), b"request\0path\0".to_vec());
+        assert_eq!(encode_path(&[]), Vec::<u8>::new());
+    }
+}

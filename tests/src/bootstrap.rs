@@ -1,0 +1,193 @@
+//! Builds Envoy bootstrap configs for tests: one HTTP listener on a free
+//! port, routes, clusters, and Wasm filters loaded the way Istio loads them
+//! (plugin config as JSON in a StringValue). Written as JSON, which Envoy
+//! reads as YAML.
+
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A Wasm HTTP filter: a module, its root id, and its plugin configuration.
+#[derive(Debug, Clone)]
+pub struct WasmFilter {
+    pub module: PathBuf,
+    pub root_id: String,
+    pub configuration: String,
+    /// `FAIL_CLOSED` (Istio's default), `FAIL_OPEN` or `FAIL_RELOAD`.
+    pub failure_policy: String,
+}
+
+impl WasmFilter {
+    pub fn new(module: impl AsRef<Path>, root_id: &str, configuration: &Value) -> Self {
+        Self {
+            module: module.as_ref().to_path_buf(),
+            root_id: root_id.to_string(),
+            configuration: configuration.to_string(),
+            failure_policy: "FAIL_CLOSED".to_string(),
+        }
+    }
+
+    /// The configuration as raw text, for tests of malformed configs.
+    pub fn raw_configuration(mut self, text: &str) -> Self {
+        self.configuration = text.to_string();
+        self
+    }
+
+    pub fn failure_policy(mut self, policy: &str) -> Self {
+        self.failure_policy = policy.to_string();
+        self
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": "envoy.filters.http.wasm",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": self.root_id,
+                    "root_id": self.root_id,
+                    "configuration": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": self.configuration,
+                    },
+                    "failure_policy": self.failure_policy,
+                    "vm_config": {
+                        "runtime": "envoy.wasm.runtime.v8",
+                        "code": { "local": { "filename": self.module } },
+                    },
+                },
+            },
+        })
+    }
+}
+
+/// A route entry; starts as a prefix match to a cluster.
+#[derive(Debug, Clone)]
+pub struct Route(pub Value);
+
+impl Route {
+    pub fn prefix(prefix: &str, cluster: &str) -> Self {
+        Self(json!({ "match": { "prefix": prefix }, "route": { "cluster": cluster } }))
+    }
+
+    /// Only requests whose header `name` is exactly `value` take this route.
+    pub fn when_header(mut self, name: &str, value: &str) -> Self {
+        self.0["match"]["headers"] = json!([{ "name": name, "string_match": { "exact": value } }]);
+        self
+    }
+
+    /// Also sends a fire-and-forget copy of each request to `cluster`.
+    pub fn mirror_to(mut self, cluster: &str) -> Self {
+        self.0["route"]["request_mirror_policies"] = json!([{ "cluster": cluster }]);
+        self
+    }
+
+    /// Router retries: `num` retries on the `retry_on` conditions.
+    pub fn retries(mut self, retry_on: &str, num: u32) -> Self {
+        self.0["route"]["retry_policy"] = json!({ "retry_on": retry_on, "num_retries": num });
+        self
+    }
+}
+
+/// A whole bootstrap: admin and listener on free ports unless pinned.
+#[derive(Debug, Clone, Default)]
+pub struct Bootstrap {
+    pub listener_port: u16,
+    pub filters: Vec<WasmFilter>,
+    /// Filters in the router's upstream filter chain: they see the primary
+    /// and each mirrored request separately.
+    pub upstream_filters: Vec<WasmFilter>,
+    pub routes: Vec<Route>,
+    pub clusters: Vec<(String, SocketAddr)>,
+}
+
+impl Bootstrap {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A bootstrap whose only route sends everything to one upstream.
+    pub fn to_upstream(addr: SocketAddr) -> Self {
+        Self::new().cluster("upstream", addr).route(Route::prefix("/", "upstream"))
+    }
+
+    pub fn cluster(mut self, name: &str, addr: SocketAddr) -> Self {
+        self.clusters.push((name.to_string(), addr));
+        self
+    }
+
+    pub fn route(mut self, route: Route) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    pub fn filter(mut self, filter: WasmFilter) -> Self {
+        self.filters.push(filter);
+        self
+    }
+
+    pub fn upstream_filter(mut self, filter: WasmFilter) -> Self {
+        self.upstream_filters.push(filter);
+        self
+    }
+
+    /// Pins the listener to a port (0, the default, lets the OS choose).
+    pub fn listener_port(mut self, port: u16) -> Self {
+        self.listener_port = port;
+        self
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut http_filters: Vec<Value> = self.filters.iter().map(WasmFilter::to_json).collect();
+        let mut router = json!({ "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" });
+        if !self.upstream_filters.is_empty() {
+            let mut upstream: Vec<Value> = self.upstream_filters.iter().map(WasmFilter::to_json).collect();
+            upstream.push(json!({
+                "name": "envoy.filters.http.upstream_codec",
+                "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec" },
+            }));
+            router["upstream_http_filters"] = Value::Array(upstream);
+        }
+        http_filters.push(json!({ "name": "envoy.filters.http.router", "typed_config": router }));
+        let routes: Vec<Value> = self.routes.iter().map(|r| r.0.clone()).collect();
+        let clusters: Vec<Value> = self.clusters.iter().map(|(name, addr)| cluster_json(name, *addr)).collect();
+        json!({
+            "admin": { "address": socket(SocketAddr::from(([127, 0, 0, 1], 0))) },
+            "static_resources": {
+                "listeners": [{
+                    "name": "ingress",
+                    "address": socket(SocketAddr::from(([127, 0, 0, 1], self.listener_port))),
+                    "filter_chains": [{ "filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "ingress",
+                            "route_config": {
+                                "name": "local",
+                                "virtual_hosts": [{ "name": "all", "domains": ["*"], "routes": routes }],
+                            },
+                            "http_filters": http_filters,
+                        },
+                    }]}],
+                }],
+                "clusters": clusters,
+            },
+        })
+    }
+}
+
+fn socket(addr: SocketAddr) -> Value {
+    json!({ "socket_address": { "address": addr.ip().to_string(), "port_value": addr.port() } })
+}
+
+fn cluster_json(name: &str, addr: SocketAddr) -> Value {
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "2s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": socket(addr) } }] }],
+        },
+    })
+}
