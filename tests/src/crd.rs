@@ -91,7 +91,7 @@ impl Schemas {
             });
             return out;
         };
-        if !doc["metadata"]["name"].as_str().is_some_and(|n| !n.is_empty()) {
+        if doc["metadata"]["name"].as_str().is_none_or(str::is_empty) {
             out.push(Violation { field: "metadata.name".into(), message: "required".into() });
         }
         // The API server owns apiVersion, kind and metadata; the schema covers the rest.

@@ -2,6 +2,8 @@
 //! of this workspace, recording upstreams, scripted failures, mirroring, and
 //! clear errors when Envoy cannot start.
 
+#![allow(clippy::unwrap_used)] // test helpers, like the tests, fail by panicking
+
 use e2e::{wasm_module, Bootstrap, Envoy, KitError, Request, Route, Script, Upstream, WasmFilter};
 use serde_json::json;
 use std::net::TcpListener;
