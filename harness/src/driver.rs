@@ -1,0 +1,541 @@
+//! Drives one HTTP stream through a chain of plugins the way Envoy's filter
+//! manager does: request headers, body chunks and trailers in filter order,
+//! the upstream, then the response in reverse order, then log, done and
+//! delete. A paused filter holds the stream until it resumes; a body callback
+//! that pauses buffers, and sees the whole body so far on its next call; a
+//! local response ends the request and runs the response path; a trap is
+//! handled as the plugin's failure policy says.
+
+use crate::abi::{Action, MapKind};
+use crate::host::maps::Access;
+use crate::plugin::{FailurePolicy, Plugin};
+use crate::state::{HeaderMap, LocalResponse, StreamView};
+use crate::stream::{CallbackRecord, Forwarded, Outcome, Request, Response, UpstreamResponse};
+use crate::vm::Trap;
+use std::collections::BTreeMap;
+
+/// Bound on call-response rounds per callback, against modules that keep
+/// calling from their own call callbacks.
+const MAX_CALL_ROUNDS: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    Request,
+    Response,
+}
+
+/// Why a phase ended early.
+enum Stop {
+    /// A filter (index) answered locally, or failed closed.
+    Reply(usize, LocalResponse),
+    Stall(String),
+}
+
+enum Step {
+    Continue,
+    Pause,
+    Stop(Stop),
+}
+
+#[derive(Default)]
+struct Slot {
+    context: u32,
+    created: bool,
+    /// Fail-open after a trap: the filter is passed over.
+    skip: bool,
+    /// Body this filter holds (it paused a body callback).
+    pending: Vec<u8>,
+    /// Request headers stay readable after a filter paused on them.
+    request_headers_live: bool,
+}
+
+/// The maps as the stream carries them between filters.
+#[derive(Default)]
+struct Maps {
+    request_headers: HeaderMap,
+    request_trailers: HeaderMap,
+    response_headers: HeaderMap,
+    response_trailers: HeaderMap,
+}
+
+struct Driver<'a> {
+    chain: &'a mut [Plugin],
+    slots: Vec<Slot>,
+    maps: Maps,
+    /// Body that has passed every filter, per direction.
+    request_sink: Vec<u8>,
+    response_sink: Vec<u8>,
+    out: Outcome,
+}
+
+/// The local reply Envoy sends when a VM failed closed.
+fn fail_stream_reply() -> LocalResponse {
+    LocalResponse { status: 503, details: "wasm_fail_stream".into(), headers: Vec::new(), body: Vec::new(), grpc_status: 14 }
+}
+
+fn text(map: &HeaderMap) -> Vec<(String, String)> {
+    map.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect()
+}
+
+fn pseudo(map: &HeaderMap, name: &str) -> String {
+    map.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()
+}
+
+fn regular(map: &HeaderMap) -> Vec<(String, String)> {
+    text(map).into_iter().filter(|(k, _)| !k.starts_with(':')).collect()
+}
+
+/// Runs one stream through `chain` with the upstream answering `upstream`.
+pub fn run(chain: &mut [Plugin], request: &Request, upstream: &UpstreamResponse) -> Outcome {
+    let slots = chain.iter().map(|_| Slot::default()).collect();
+    let mut driver = Driver {
+        chain,
+        slots,
+        maps: Maps { request_headers: request.header_map(), ..Maps::default() },
+        request_sink: Vec::new(),
+        response_sink: Vec::new(),
+        out: Outcome::default(),
+    };
+    driver.maps.request_trailers = request.trailers.iter().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect();
+    let before = driver.open(request);
+    match driver.request_phase(request) {
+        Ok(()) => {
+            driver.forward();
+            if let Err(stop) = driver.response_phase(upstream) {
+                driver.finish_response(stop);
+            }
+        }
+        Err(Stop::Reply(i, reply)) => driver.local_reply(i, reply),
+        Err(Stop::Stall(why)) => driver.out.stalled = Some(why),
+    }
+    driver.close(before)
+}
+
+impl Driver<'_> {
+    /// Prepares each filter for the stream: reloads a failed VM under
+    /// FAIL_RELOAD, passes over a failed one under FAIL_OPEN. Returns the
+    /// host-call counts and fuel before the stream, to report the difference.
+    fn open(&mut self, request: &Request) -> Vec<(BTreeMap<&'static str, u64>, u64)> {
+        let mut before = Vec::new();
+        for (plugin, slot) in self.chain.iter_mut().zip(self.slots.iter_mut()) {
+            if plugin.vm.failed.is_some() {
+                match plugin.config.failure_policy {
+                    FailurePolicy::FailReload => {
+                        if let Err(e) = plugin.reload() {
+                            plugin.start_logs.push(crate::state::LogRecord { level: crate::abi::LogLevel::Error, message: e.to_string() });
+                        }
+                    }
+                    FailurePolicy::FailOpen => slot.skip = true,
+                    FailurePolicy::FailClosed => {}
+                }
+            }
+            let state = plugin.vm.store.data_mut();
+            state.stream = Some(StreamView { properties: request.properties.clone(), routing: true, ..StreamView::default() });
+            before.push((state.host_calls.clone(), plugin.vm.fuel_used()));
+        }
+        before
+    }
+
+    fn record(&mut self, filter: usize, callback: &str, action: Option<Action>) {
+        self.out.callbacks.push(CallbackRecord { filter, callback: callback.to_string(), action });
+    }
+
+    /// Calls one callback of filter `i` with the stream's maps (and `body`)
+    /// visible, then delivers the answers to any calls it made.
+    fn invoke(&mut self, i: usize, callback: &'static str, args: &[i32], access: Access, mut body: Option<(Dir, &mut Vec<u8>)>) -> Result<Option<i64>, Trap> {
+        let Some(plugin) = self.chain.get_mut(i) else { return Ok(None) };
+        let state = plugin.vm.store.data_mut();
+        let context = self.slots.get(i).map_or(0, |s| s.context);
+        state.access = access;
+        state.effective_context = context;
+        if let Some(view) = state.stream.as_mut() {
+            view.context_id = context;
+            view.request_headers = std::mem::take(&mut self.maps.request_headers);
+            view.request_trailers = std::mem::take(&mut self.maps.request_trailers);
+            view.response_headers = std::mem::take(&mut self.maps.response_headers);
+            view.response_trailers = std::mem::take(&mut self.maps.response_trailers);
+            view.response_started = !view.response_headers.is_empty();
+            if let Some((dir, data)) = body.as_mut() {
+                let target = if *dir == Dir::Request { &mut view.request_body } else { &mut view.response_body };
+                *target = std::mem::take(*data);
+            }
+        }
+        let mut result = plugin.vm.call(callback, args);
+        if result.is_ok() {
+            result = deliver_calls(plugin, context).map(|()| result.unwrap_or_default());
+        }
+        let state = plugin.vm.store.data_mut();
+        state.access = Access::default();
+        if let Some(view) = state.stream.as_mut() {
+            self.maps.request_headers = std::mem::take(&mut view.request_headers);
+            self.maps.request_trailers = std::mem::take(&mut view.request_trailers);
+            self.maps.response_headers = std::mem::take(&mut view.response_headers);
+            self.maps.response_trailers = std::mem::take(&mut view.response_trailers);
+            if let Some((dir, data)) = body {
+                let source = if dir == Dir::Request { &mut view.request_body } else { &mut view.response_body };
+                *data = std::mem::take(source);
+            }
+        }
+        result
+    }
+
+    /// One callback that returns an action; applies local responses, traps
+    /// (per failure policy) and resumes requested during the callback.
+    fn step(&mut self, i: usize, callback: &'static str, args: &[i32], access: Access, body: Option<(Dir, &mut Vec<u8>)>) -> Step {
+        let dir = if callback.contains("request") { Dir::Request } else { Dir::Response };
+        match self.invoke(i, callback, args, access, body) {
+            Err(trap) => {
+                self.record(i, callback, None);
+                self.out.trap = Some((i, trap));
+                let policy = self.chain.get(i).map(|p| p.config.failure_policy).unwrap_or_default();
+                if policy == FailurePolicy::FailOpen {
+                    if let Some(slot) = self.slots.get_mut(i) {
+                        slot.skip = true;
+                    }
+                    Step::Continue
+                } else {
+                    Step::Stop(Stop::Reply(i, fail_stream_reply()))
+                }
+            }
+            Ok(returned) => {
+                let action = Action::from_abi(returned.unwrap_or(0) as i32);
+                self.record(i, callback, Some(action));
+                let view = self.chain.get_mut(i).and_then(|p| p.vm.store.data_mut().stream.as_mut());
+                let (reply, resumed) = match view {
+                    Some(v) => {
+                        let resumed = if dir == Dir::Request { std::mem::take(&mut v.resume_request) } else { std::mem::take(&mut v.resume_response) };
+                        (v.local_response.take(), resumed)
+                    }
+                    None => (None, false),
+                };
+                if let Some(reply) = reply {
+                    Step::Stop(Stop::Reply(i, reply))
+                } else if action == Action::Continue || resumed {
+                    Step::Continue
+                } else {
+                    Step::Pause
+                }
+            }
+        }
+    }
+
+    fn active(&self, i: usize) -> bool {
+        self.slots.get(i).is_some_and(|s| s.created && !s.skip)
+    }
+
+    /// Creates filter `i`'s stream context, unless its VM already failed.
+    fn create(&mut self, i: usize) -> Result<(), Stop> {
+        let Some(plugin) = self.chain.get_mut(i) else { return Ok(()) };
+        if plugin.vm.failed.is_some() {
+            return match plugin.config.failure_policy {
+                FailurePolicy::FailOpen => Ok(()),
+                _ => Err(Stop::Reply(i, fail_stream_reply())),
+            };
+        }
+        let context = plugin.vm.new_context_id();
+        let root = plugin.vm.root_context_id as i32;
+        let result = plugin.vm.call("proxy_on_context_create", &[context as i32, root]);
+        if let Some(slot) = self.slots.get_mut(i) {
+            slot.context = context;
+            slot.created = result.is_ok();
+        }
+        let policy = plugin.config.failure_policy;
+        self.record(i, "proxy_on_context_create", None);
+        if let Err(trap) = result {
+            self.out.trap = Some((i, trap));
+            if policy != FailurePolicy::FailOpen {
+                return Err(Stop::Reply(i, fail_stream_reply()));
+            }
+        }
+        Ok(())
+    }
+
+    fn request_phase(&mut self, request: &Request) -> Result<(), Stop> {
+        let end_at_headers = request.body.is_empty() && request.trailers.is_empty();
+        for i in 0..self.chain.len() {
+            if self.slots.get(i).is_some_and(|s| s.skip) {
+                continue;
+            }
+            self.create(i)?;
+            if !self.active(i) {
+                continue;
+            }
+            let args = [self.context(i), self.maps.request_headers.len() as i32, i32::from(end_at_headers)];
+            let access = Access { request_headers: true, ..Access::default() };
+            match self.step(i, "proxy_on_request_headers", &args, access, None) {
+                Step::Continue => {}
+                Step::Pause => {
+                    return Err(Stop::Stall(format!("filter {i} paused in proxy_on_request_headers and never resumed")));
+                }
+                Step::Stop(stop) => return Err(stop),
+            }
+            if let Some(plugin) = self.chain.get_mut(i) {
+                if let Some(view) = plugin.vm.store.data_mut().stream.as_mut() {
+                    view.routing = false;
+                }
+            }
+        }
+        let chunks = request.body.len();
+        let mut held = None;
+        for (k, chunk) in request.body.iter().enumerate() {
+            let end = k + 1 == chunks && request.trailers.is_empty();
+            held = self.push_body(Dir::Request, 0, chunk.clone(), end)?;
+        }
+        if !request.trailers.is_empty() {
+            return self.trailers(Dir::Request);
+        }
+        match held {
+            Some(i) => Err(Stop::Stall(format!("filter {i} paused the request body at end of stream and never resumed"))),
+            None => Ok(()),
+        }
+    }
+
+    fn context(&self, i: usize) -> i32 {
+        self.slots.get(i).map_or(0, |s| s.context as i32)
+    }
+
+    /// Filter indexes in the order data flows in `dir`.
+    fn order(&self, dir: Dir) -> Vec<usize> {
+        match dir {
+            Dir::Request => (0..self.chain.len()).collect(),
+            Dir::Response => (0..self.chain.len()).rev().collect(),
+        }
+    }
+
+    /// Passes a chunk through the filters, starting at position `from` in
+    /// the direction's order. Returns the filter that holds it, if one paused.
+    fn push_body(&mut self, dir: Dir, from: usize, data: Vec<u8>, end: bool) -> Result<Option<usize>, Stop> {
+        let callback = if dir == Dir::Request { "proxy_on_request_body" } else { "proxy_on_response_body" };
+        let mut data = data;
+        for i in self.order(dir).into_iter().skip(from) {
+            if !self.active(i) {
+                continue;
+            }
+            let Some(slot) = self.slots.get_mut(i) else { continue };
+            slot.pending.append(&mut data);
+            let mut body = std::mem::take(&mut slot.pending);
+            let args = [slot.context as i32, body.len() as i32, i32::from(end)];
+            let access = Access { request_headers: slot.request_headers_live, ..Access::default() };
+            let step = self.step(i, callback, &args, access, Some((dir, &mut body)));
+            match step {
+                Step::Continue => data = body,
+                Step::Pause => {
+                    if let Some(slot) = self.slots.get_mut(i) {
+                        slot.pending = body;
+                    }
+                    return Ok(Some(i));
+                }
+                Step::Stop(stop) => return Err(stop),
+            }
+        }
+        let sink = if dir == Dir::Request { &mut self.request_sink } else { &mut self.response_sink };
+        sink.append(&mut data);
+        Ok(None)
+    }
+
+    fn trailers(&mut self, dir: Dir) -> Result<(), Stop> {
+        let (callback, map) = match dir {
+            Dir::Request => ("proxy_on_request_trailers", MapKind::RequestTrailers),
+            Dir::Response => ("proxy_on_response_trailers", MapKind::ResponseTrailers),
+        };
+        let access = match map {
+            MapKind::RequestTrailers => Access { request_trailers: true, ..Access::default() },
+            _ => Access { response_trailers: true, ..Access::default() },
+        };
+        for (position, i) in self.order(dir).into_iter().enumerate() {
+            if !self.active(i) {
+                continue;
+            }
+            let count = if dir == Dir::Request { self.maps.request_trailers.len() } else { self.maps.response_trailers.len() };
+            match self.step(i, callback, &[self.context(i), count as i32], access, None) {
+                Step::Continue => {
+                    // Body the filter held goes on ahead of the trailers.
+                    let held = self.slots.get_mut(i).map(|s| std::mem::take(&mut s.pending)).unwrap_or_default();
+                    if !held.is_empty() {
+                        if let Some(j) = self.push_body(dir, position + 1, held, false)? {
+                            return Err(Stop::Stall(format!("filter {j} paused the body before the trailers and never resumed")));
+                        }
+                    }
+                }
+                Step::Pause => return Err(Stop::Stall(format!("filter {i} paused in {callback} and never resumed"))),
+                Step::Stop(stop) => return Err(stop),
+            }
+        }
+        Ok(())
+    }
+
+    /// Records what the upstream receives. Like Envoy's HTTP/1 codec, a
+    /// `content-length` the filters left in place frames the body: a longer
+    /// body is cut to it.
+    fn forward(&mut self) {
+        let headers = &self.maps.request_headers;
+        let mut body = std::mem::take(&mut self.request_sink);
+        let declared = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<usize>().ok());
+        if let Some(declared) = declared {
+            if body.len() > declared {
+                body.truncate(declared);
+            } else if body.len() < declared {
+                self.out.stalled = Some(format!("content-length says {declared} bytes but the body has {}: the upstream waits for the rest", body.len()));
+            }
+        }
+        self.out.upstream = Some(Forwarded {
+            method: pseudo(headers, ":method"),
+            path: pseudo(headers, ":path"),
+            authority: pseudo(headers, ":authority"),
+            headers: regular(headers),
+            body,
+            trailers: text(&self.maps.request_trailers),
+        });
+    }
+
+    fn response_phase(&mut self, upstream: &UpstreamResponse) -> Result<(), Stop> {
+        self.maps.response_headers = upstream.header_map();
+        self.maps.response_trailers = upstream.trailers.iter().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect();
+        self.encode(&upstream.body, !upstream.trailers.is_empty())
+    }
+
+    /// The response path: headers, body and trailers through the filters in
+    /// reverse order.
+    fn encode(&mut self, body: &[Vec<u8>], has_trailers: bool) -> Result<(), Stop> {
+        let end_at_headers = body.is_empty() && !has_trailers;
+        for i in self.order(Dir::Response) {
+            if !self.active(i) {
+                continue;
+            }
+            let live = self.slots.get(i).is_some_and(|s| s.request_headers_live);
+            let access = Access { response_headers: true, request_headers: live, ..Access::default() };
+            let args = [self.context(i), self.maps.response_headers.len() as i32, i32::from(end_at_headers)];
+            match self.step(i, "proxy_on_response_headers", &args, access, None) {
+                Step::Continue => {}
+                Step::Pause => return Err(Stop::Stall(format!("filter {i} paused in proxy_on_response_headers and never resumed"))),
+                Step::Stop(stop) => return Err(stop),
+            }
+        }
+        let mut held = None;
+        for (k, chunk) in body.iter().enumerate() {
+            let end = k + 1 == body.len() && !has_trailers;
+            held = self.push_body(Dir::Response, 0, chunk.clone(), end)?;
+        }
+        if has_trailers {
+            return self.trailers(Dir::Response);
+        }
+        match held {
+            Some(i) => Err(Stop::Stall(format!("filter {i} paused the response body at end of stream and never resumed"))),
+            None => Ok(()),
+        }
+    }
+
+    /// A filter answered during the request: the upstream is skipped and the
+    /// reply runs the response path of the filters that saw the request.
+    fn local_reply(&mut self, i: usize, reply: LocalResponse) {
+        self.out.local_response = Some((i, reply.clone()));
+        self.maps.response_headers = reply_headers(&reply);
+        self.maps.response_trailers = Vec::new();
+        let body = if reply.body.is_empty() { Vec::new() } else { vec![reply.body.clone()] };
+        if let Err(stop) = self.encode(&body, false) {
+            self.finish_response(stop);
+            return;
+        }
+        self.respond();
+    }
+
+    /// The response phase ended early: a reply replaces the response as is.
+    fn finish_response(&mut self, stop: Stop) {
+        match stop {
+            Stop::Reply(i, reply) => {
+                self.out.local_response = Some((i, reply.clone()));
+                self.maps.response_headers = reply_headers(&reply);
+                self.response_sink = reply.body;
+                self.respond();
+            }
+            Stop::Stall(why) => self.out.stalled = Some(why),
+        }
+    }
+
+    fn respond(&mut self) {
+        let headers = &self.maps.response_headers;
+        self.out.response = Some(Response {
+            status: pseudo(headers, ":status").parse().unwrap_or(0),
+            headers: regular(headers),
+            body: std::mem::take(&mut self.response_sink),
+            trailers: text(&self.maps.response_trailers),
+        });
+    }
+
+    /// Log, done and delete for every context created; then gathers logs,
+    /// calls, host-call counts and fuel into the outcome.
+    fn close(mut self, before: Vec<(BTreeMap<&'static str, u64>, u64)>) -> Outcome {
+        if self.out.response.is_none() && self.out.stalled.is_none() {
+            self.respond();
+        }
+        for i in 0..self.chain.len() {
+            if !self.active(i) || self.chain.get(i).is_some_and(|p| p.vm.failed.is_some()) {
+                continue;
+            }
+            let context = self.context(i);
+            for callback in ["proxy_on_log", "proxy_on_done", "proxy_on_delete"] {
+                if let Err(trap) = self.invoke(i, callback, &[context], Access::all(), None) {
+                    self.out.trap.get_or_insert((i, trap));
+                    break;
+                }
+                self.record(i, callback, None);
+            }
+        }
+        for (i, (plugin, (calls_before, fuel_before))) in self.chain.iter_mut().zip(before).enumerate() {
+            self.out.fuel += plugin.vm.fuel_used().saturating_sub(fuel_before);
+            let state = plugin.vm.store.data_mut();
+            if let Some(view) = state.stream.take() {
+                self.out.route_cache_cleared |= view.route_cache_cleared;
+            }
+            for (name, count) in &state.host_calls {
+                let delta = count - calls_before.get(name).copied().unwrap_or(0);
+                if delta > 0 {
+                    *self.out.host_calls.entry(name.to_string()).or_default() += delta;
+                }
+            }
+            self.out.logs.extend(state.logs.drain(..).map(|l| (i, l)));
+            self.out.http_calls.append(&mut state.http_calls);
+            self.out.grpc_calls.append(&mut state.grpc_calls);
+        }
+        self.out
+    }
+}
+
+/// The headers of a local reply as Envoy builds them: status, the filter's
+/// headers, and the body's length and type.
+fn reply_headers(reply: &LocalResponse) -> HeaderMap {
+    let mut map: HeaderMap = vec![(":status".into(), reply.status.to_string().into_bytes())];
+    if !reply.body.is_empty() {
+        map.push(("content-length".into(), reply.body.len().to_string().into_bytes()));
+        map.push(("content-type".into(), b"text/plain".to_vec()));
+    }
+    for (k, v) in &reply.headers {
+        map.push((k.to_ascii_lowercase(), v.clone().into_bytes()));
+    }
+    map
+}
+
+/// Answers the calls a callback made, through the module's call callbacks,
+/// until no call is pending.
+fn deliver_calls(plugin: &mut Plugin, context: u32) -> Result<(), Trap> {
+    for _ in 0..MAX_CALL_ROUNDS {
+        let pending = std::mem::take(&mut plugin.vm.store.data_mut().pending_calls);
+        let ready = {
+            let state = plugin.vm.store.data();
+            let mut queue = crate::state::lock(&state.shared.queue_ready);
+            let (mine, others): (Vec<_>, Vec<_>) = queue.drain(..).partition(|(vm, _, _)| *vm == state.vm_serial);
+            *queue = others;
+            mine
+        };
+        if pending.is_empty() && ready.is_empty() {
+            return Ok(());
+        }
+        for (_, root, token) in ready {
+            plugin.vm.call("proxy_on_queue_ready", &[root as i32, token as i32])?;
+        }
+        for (token, grpc) in pending {
+            crate::replies::answer(plugin, context, token, grpc)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! What a test sends and what it gets back: a request as a client sends it,
+//! the upstream's scripted answer, scripted answers to the module's own
+//! calls, and the outcome of one stream through a chain of filters.
+
+use crate::abi::Action;
+use crate::properties::{split_path, PropertyValue};
+use crate::state::{GrpcCall, HeaderMap, HttpCall, LocalResponse, LogRecord};
+use crate::vm::Trap;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// A request as a client sends it over HTTP/1.1.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub authority: String,
+    pub scheme: String,
+    /// In order; `host` sets the authority instead.
+    pub headers: Vec<(String, String)>,
+    /// The body as it arrives, chunk by chunk.
+    pub body: Vec<Vec<u8>>,
+    pub trailers: Vec<(String, String)>,
+    /// Properties for this request (`connection.uri_san_peer_certificate`, ...).
+    pub properties: HashMap<Vec<String>, PropertyValue>,
+    /// `x-request-id` as Envoy would generate it.
+    pub request_id: String,
+}
+
+impl Request {
+    pub fn new(method: &str, path: &str) -> Self {
+        Self {
+            method: method.to_string(),
+            path: path.to_string(),
+            authority: "localhost".to_string(),
+            scheme: "http".to_string(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            trailers: Vec::new(),
+            properties: HashMap::new(),
+            request_id: "00000000-0000-4000-8000-000000000001".to_string(),
+        }
+    }
+
+    pub fn get(path: &str) -> Self {
+        Self::new("GET", path)
+    }
+
+    pub fn post(path: &str, body: impl Into<Vec<u8>>) -> Self {
+        Self::new("POST", path).body(body)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        if name.eq_ignore_ascii_case("host") {
+            self.authority = value.to_string();
+        } else {
+            self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        }
+        self
+    }
+
+    /// The whole body in one chunk.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        let body = body.into();
+        self.body = if body.is_empty() { Vec::new() } else { vec![body] };
+        self
+    }
+
+    /// The body in the given chunks, each a separate body callback.
+    pub fn chunks<I: IntoIterator<Item = B>, B: Into<Vec<u8>>>(mut self, chunks: I) -> Self {
+        self.body = chunks.into_iter().map(Into::into).filter(|c: &Vec<u8>| !c.is_empty()).collect();
+        self
+    }
+
+    pub fn trailer(mut self, name: &str, value: &str) -> Self {
+        self.trailers.push((name.to_ascii_lowercase(), value.to_string()));
+        self
+    }
+
+    /// Sets a property by its dotted name, e.g. `connection.mtls`.
+    pub fn property(mut self, name: &str, value: impl Into<PropertyValue>) -> Self {
+        self.properties.insert(split_path(name), value.into());
+        self
+    }
+
+    /// The header map filters see: Envoy's pseudo-headers first, the
+    /// client's headers in order, then what Envoy's connection manager adds.
+    pub fn header_map(&self) -> HeaderMap {
+        let mut map: HeaderMap = vec![
+            (":authority".into(), self.authority.clone().into_bytes()),
+            (":path".into(), self.path.clone().into_bytes()),
+            (":method".into(), self.method.clone().into_bytes()),
+        ];
+        for (k, v) in &self.headers {
+            map.push((k.clone(), v.clone().into_bytes()));
+        }
+        let has = |name: &str| self.headers.iter().any(|(k, _)| k == name);
+        if !self.body.is_empty() && !has("content-length") && !has("transfer-encoding") {
+            let len: usize = self.body.iter().map(Vec::len).sum();
+            map.push(("content-length".into(), len.to_string().into_bytes()));
+        }
+        map.push((":scheme".into(), self.scheme.clone().into_bytes()));
+        if !has("x-forwarded-proto") {
+            map.push(("x-forwarded-proto".into(), self.scheme.clone().into_bytes()));
+        }
+        if !has("x-request-id") {
+            map.push(("x-request-id".into(), self.request_id.clone().into_bytes()));
+        }
+        map
+    }
+}
+
+/// The upstream's answer.
+#[derive(Debug, Clone)]
+pub struct UpstreamResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<Vec<u8>>,
+    pub trailers: Vec<(String, String)>,
+}
+
+impl UpstreamResponse {
+    pub fn ok() -> Self {
+        Self::status(200)
+    }
+
+    pub fn status(status: u16) -> Self {
+        Self { status, headers: Vec::new(), body: Vec::new(), trailers: Vec::new() }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self
+    }
+
+    /// The body in one chunk, with its content-length.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        let body = body.into();
+        self.headers.push(("content-length".into(), body.len().to_string()));
+        self.body = if body.is_empty() { Vec::new() } else { vec![body] };
+        self
+    }
+
+    pub fn chunks<I: IntoIterator<Item = B>, B: Into<Vec<u8>>>(mut self, chunks: I) -> Self {
+        self.body = chunks.into_iter().map(Into::into).filter(|c: &Vec<u8>| !c.is_empty()).collect();
+        self
+    }
+
+    pub fn trailer(mut self, name: &str, value: &str) -> Self {
+        self.trailers.push((name.to_ascii_lowercase(), value.to_string()));
+        self
+    }
+
+    pub(crate) fn header_map(&self) -> HeaderMap {
+        let mut map: HeaderMap = vec![(":status".into(), self.status.to_string().into_bytes())];
+        map.extend(self.headers.iter().map(|(k, v)| (k.clone(), v.clone().into_bytes())));
+        map
+    }
+}
+
+/// How a cluster the module calls answers (`proxy_http_call` / gRPC).
+#[derive(Debug, Clone, Default)]
+pub struct CallReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub trailers: Vec<(String, String)>,
+    /// gRPC status code for gRPC calls (0 = OK).
+    pub grpc_status: u32,
+    pub grpc_message: String,
+    /// The call fails (reset or timeout): no response reaches the module.
+    pub fail: bool,
+}
+
+impl CallReply {
+    pub fn http(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Self { status, body: body.into(), ..Self::default() }
+    }
+
+    pub fn grpc(message: impl Into<Vec<u8>>) -> Self {
+        Self { status: 200, body: message.into(), ..Self::default() }
+    }
+
+    pub fn grpc_error(code: u32, message: &str) -> Self {
+        Self { status: 200, grpc_status: code, grpc_message: message.to_string(), ..Self::default() }
+    }
+
+    pub fn failure() -> Self {
+        Self { fail: true, ..Self::default() }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self
+    }
+}
+
+/// The request as the upstream received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Forwarded {
+    pub method: String,
+    pub path: String,
+    pub authority: String,
+    /// Regular headers in order (pseudo-headers are in the fields above).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub trailers: Vec<(String, String)>,
+}
+
+impl Forwarded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// The response the client received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub trailers: Vec<(String, String)>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One callback the harness made, what it returned, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallbackRecord {
+    pub filter: usize,
+    pub callback: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+}
+
+/// Everything that happened to one stream.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    /// What the upstream received; None if it was never contacted.
+    pub upstream: Option<Forwarded>,
+    /// What the client received; None if the stream stalled.
+    pub response: Option<Response>,
+    /// The local response a filter sent, and which filter (index in the chain).
+    pub local_response: Option<(usize, LocalResponse)>,
+    /// Request headers changed or `clear_route_cache` was called: Envoy
+    /// picks the route again.
+    pub route_cache_cleared: bool,
+    /// Why the stream stopped without finishing (a filter paused and never resumed).
+    pub stalled: Option<String>,
+    /// A trap, by filter index.
+    pub trap: Option<(usize, Trap)>,
+    pub callbacks: Vec<CallbackRecord>,
+    pub logs: Vec<(usize, LogRecord)>,
+    /// Host calls made during the stream, by function name.
+    pub host_calls: BTreeMap<String, u64>,
+    pub http_calls: Vec<HttpCall>,
+    pub grpc_calls: Vec<GrpcCall>,
+    /// Fuel (roughly, wasm instructions) the stream consumed.
+    pub fuel: u64,
+}
+
+impl Outcome {
+    /// The client's status: the response's, or 0 if the stream stalled.
+    pub fn status(&self) -> u16 {
+        self.response.as_ref().map_or(0, |r| r.status)
+    }
+
+    pub fn logged(&self, needle: &str) -> bool {
+        self.logs.iter().any(|(_, l)| l.message.contains(needle))
+    }
+}
