@@ -25,12 +25,13 @@ export ENVOY_BIN := $(ENVOY)
 export WASM_DIR := $(CURDIR)/$(WASM_OUT)
 
 .PHONY: help setup targets envoy wasm-bindgen build test unit-test wasm-unit-test \
-        e2e-test lint demo clean
+        harness-test e2e-test lint demo bench clean
 
 help:
 	@echo "make demo   build, start a real Envoy with the filters, and tour what they do"
 	@echo "make test   every test: unit (native + wasm32), end-to-end with Envoy, lints, manifests"
 	@echo "make build  the filter modules ($(WASM_TARGET), release)"
+	@echo "make bench  per-request cost of each module in the harness"
 	@echo "make setup  install the toolchain targets, Envoy $(ENVOY_VERSION) and wasm-bindgen"
 
 setup: targets envoy wasm-bindgen
@@ -66,13 +67,17 @@ unit-test:
 	@echo "== native unit tests"
 	cargo test --workspace --lib --bins
 
+harness-test: build
+	@echo "== harness: host functions and behaviours through compiled modules"
+	cargo test -p harness --tests
+
 wasm-unit-test: targets wasm-bindgen
 	@echo "== unit tests compiled to wasm32-unknown-unknown, run under Node"
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(WASM_BINDGEN_RUNNER)" \
 	  cargo test --target wasm32-unknown-unknown $(addprefix -p ,$(WASM_UNIT_PACKAGES)) --lib
 
 e2e-test: envoy build
-	@echo "== end-to-end tests against Envoy $(ENVOY_VERSION), example configs, Istio manifests"
+	@echo "== end-to-end tests against Envoy $(ENVOY_VERSION): the kit, harness-vs-Envoy fidelity, example configs, Istio manifests"
 	cargo test -p e2e --tests
 
 lint: targets
@@ -80,11 +85,19 @@ lint: targets
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) $(addprefix -p ,$(WASM_PACKAGES) $(WASM_UNIT_PACKAGES)) -- -D warnings
 
-test: setup build unit-test wasm-unit-test e2e-test lint
+test: setup build unit-test wasm-unit-test harness-test e2e-test lint
 	@echo "== all tests passed"
 
 demo: envoy build
 	cargo run --quiet -p e2e --bin demo
+
+# What each module costs per request, from the harness: instructions, host
+# calls, memory (deterministic), and the harness's throughput.
+bench: build
+	cargo build --quiet --release -p harness
+	@for scenario in examples/scenarios/*.yaml; do \
+	  echo "== $$scenario"; target/release/harness bench --scenario "$$scenario"; \
+	done
 
 clean:
 	cargo clean

@@ -99,13 +99,18 @@ pub fn run(chain: &mut [Plugin], request: &Request, upstream: &UpstreamResponse)
     driver.maps.request_trailers = request.trailers.iter().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect();
     let before = driver.open(request);
     match driver.request_phase(request) {
+        Ok(()) if driver.request_map_replaced() => {
+            driver.out.route_not_found = true;
+            let reply = LocalResponse { status: 404, details: "route_not_found".into(), headers: Vec::new(), body: Vec::new(), grpc_status: 12 };
+            driver.reply(None, reply);
+        }
         Ok(()) => {
             driver.forward();
             if let Err(stop) = driver.response_phase(upstream) {
                 driver.finish_response(stop);
             }
         }
-        Err(Stop::Reply(i, reply)) => driver.local_reply(i, reply),
+        Err(Stop::Reply(i, reply)) => driver.reply(Some(i), reply),
         Err(Stop::Stall(why)) => driver.out.stalled = Some(why),
     }
     driver.close(before)
@@ -120,13 +125,13 @@ impl Driver<'_> {
         for (plugin, slot) in self.chain.iter_mut().zip(self.slots.iter_mut()) {
             if plugin.vm.failed.is_some() {
                 match plugin.config.failure_policy {
-                    FailurePolicy::FailReload => {
+                    FailurePolicy::FailReload if plugin.reload_due() => {
                         if let Err(e) = plugin.reload() {
                             plugin.start_logs.push(crate::state::LogRecord { level: crate::abi::LogLevel::Error, message: e.to_string() });
                         }
                     }
                     FailurePolicy::FailOpen => slot.skip = true,
-                    FailurePolicy::FailClosed => {}
+                    _ => {}
                 }
             }
             let state = plugin.vm.store.data_mut();
@@ -185,17 +190,11 @@ impl Driver<'_> {
         let dir = if callback.contains("request") { Dir::Request } else { Dir::Response };
         match self.invoke(i, callback, args, access, body) {
             Err(trap) => {
+                // Whatever the policy, the stream in which the VM failed gets
+                // Envoy's 503; the policy decides the streams after it.
                 self.record(i, callback, None);
                 self.out.trap = Some((i, trap));
-                let policy = self.chain.get(i).map(|p| p.config.failure_policy).unwrap_or_default();
-                if policy == FailurePolicy::FailOpen {
-                    if let Some(slot) = self.slots.get_mut(i) {
-                        slot.skip = true;
-                    }
-                    Step::Continue
-                } else {
-                    Step::Stop(Stop::Reply(i, fail_stream_reply()))
-                }
+                Step::Stop(Stop::Reply(i, fail_stream_reply()))
             }
             Ok(returned) => {
                 let action = Action::from_abi(returned.unwrap_or(0) as i32);
@@ -239,13 +238,10 @@ impl Driver<'_> {
             slot.context = context;
             slot.created = result.is_ok();
         }
-        let policy = plugin.config.failure_policy;
         self.record(i, "proxy_on_context_create", None);
         if let Err(trap) = result {
             self.out.trap = Some((i, trap));
-            if policy != FailurePolicy::FailOpen {
-                return Err(Stop::Reply(i, fail_stream_reply()));
-            }
+            return Err(Stop::Reply(i, fail_stream_reply()));
         }
         Ok(())
     }
@@ -275,17 +271,25 @@ impl Driver<'_> {
                 }
             }
         }
-        let chunks = request.body.len();
-        let mut held = None;
-        for (k, chunk) in request.body.iter().enumerate() {
-            let end = k + 1 == chunks && request.trailers.is_empty();
-            held = self.push_body(Dir::Request, 0, chunk.clone(), end)?;
+        self.body(Dir::Request, &request.body, !request.trailers.is_empty())
+    }
+
+    /// Delivers a body as Envoy's HTTP/1 codec does: each chunk as it
+    /// arrives (not the end of stream), then the end of stream as an empty
+    /// callback, unless trailers end the stream instead.
+    fn body(&mut self, dir: Dir, chunks: &[Vec<u8>], has_trailers: bool) -> Result<(), Stop> {
+        if chunks.is_empty() && !has_trailers {
+            return Ok(());
         }
-        if !request.trailers.is_empty() {
-            return self.trailers(Dir::Request);
+        for chunk in chunks {
+            self.push_body(dir, 0, chunk.clone(), false)?;
         }
-        match held {
-            Some(i) => Err(Stop::Stall(format!("filter {i} paused the request body at end of stream and never resumed"))),
+        if has_trailers {
+            return self.trailers(dir);
+        }
+        let name = if dir == Dir::Request { "request" } else { "response" };
+        match self.push_body(dir, 0, Vec::new(), true)? {
+            Some(i) => Err(Stop::Stall(format!("filter {i} paused the {name} body at end of stream and never resumed"))),
             None => Ok(()),
         }
     }
@@ -411,24 +415,20 @@ impl Driver<'_> {
                 Step::Stop(stop) => return Err(stop),
             }
         }
-        let mut held = None;
-        for (k, chunk) in body.iter().enumerate() {
-            let end = k + 1 == body.len() && !has_trailers;
-            held = self.push_body(Dir::Response, 0, chunk.clone(), end)?;
-        }
-        if has_trailers {
-            return self.trailers(Dir::Response);
-        }
-        match held {
-            Some(i) => Err(Stop::Stall(format!("filter {i} paused the response body at end of stream and never resumed"))),
-            None => Ok(()),
-        }
+        self.body(Dir::Response, body, has_trailers)
     }
 
-    /// A filter answered during the request: the upstream is skipped and the
-    /// reply runs the response path of the filters that saw the request.
-    fn local_reply(&mut self, i: usize, reply: LocalResponse) {
-        self.out.local_response = Some((i, reply.clone()));
+    fn request_map_replaced(&self) -> bool {
+        self.chain.iter().any(|p| p.vm.store.data().stream.as_ref().is_some_and(|v| v.request_map_replaced))
+    }
+
+    /// A filter (or, for `None`, Envoy's router) answered during the
+    /// request: the upstream is skipped and the reply runs the response path
+    /// of the filters that saw the request.
+    fn reply(&mut self, from: Option<usize>, reply: LocalResponse) {
+        if let Some(i) = from {
+            self.out.local_response = Some((i, reply.clone()));
+        }
         self.maps.response_headers = reply_headers(&reply);
         self.maps.response_trailers = Vec::new();
         let body = if reply.body.is_empty() { Vec::new() } else { vec![reply.body.clone()] };
@@ -501,16 +501,17 @@ impl Driver<'_> {
     }
 }
 
-/// The headers of a local reply as Envoy builds them: status, the filter's
-/// headers, and the body's length and type.
+/// The headers of a local reply as Envoy 1.40 builds them: status, the
+/// filter's headers, then the body's length (also when 0) and, for a body,
+/// its type.
 fn reply_headers(reply: &LocalResponse) -> HeaderMap {
     let mut map: HeaderMap = vec![(":status".into(), reply.status.to_string().into_bytes())];
-    if !reply.body.is_empty() {
-        map.push(("content-length".into(), reply.body.len().to_string().into_bytes()));
-        map.push(("content-type".into(), b"text/plain".to_vec()));
-    }
     for (k, v) in &reply.headers {
         map.push((k.to_ascii_lowercase(), v.clone().into_bytes()));
+    }
+    map.push(("content-length".into(), reply.body.len().to_string().into_bytes()));
+    if !reply.body.is_empty() {
+        map.push(("content-type".into(), b"text/plain".to_vec()));
     }
     map
 }

@@ -4,13 +4,17 @@
 //! real `.wasm`, and for trying a filter without an Envoy.
 
 pub mod abi;
+pub mod bench;
 pub mod driver;
 pub mod error;
+pub mod expect;
 pub mod host;
 pub mod module;
 pub mod plugin;
 pub mod properties;
 pub mod replies;
+pub mod report;
+pub mod scenario;
 pub mod state;
 pub mod stream;
 pub mod vm;

@@ -43,12 +43,21 @@ pub struct PluginConfig {
     pub clusters: HashMap<String, CallReply>,
     /// A fixed clock (nanoseconds since the epoch), for repeatable runs.
     pub now_nanos: Option<u64>,
+    /// Under FAIL_RELOAD, how long after a VM was loaded a failed one may be
+    /// replaced (Envoy's `reload_config.backoff`, base 1 s); until then
+    /// requests get 503.
+    pub reload_backoff: std::time::Duration,
 }
 
 impl PluginConfig {
     /// A plugin whose name and root id are `root_id`, as Istio sets them.
     pub fn new(root_id: &str) -> Self {
-        Self { name: root_id.to_string(), root_id: root_id.to_string(), ..Self::default() }
+        Self {
+            name: root_id.to_string(),
+            root_id: root_id.to_string(),
+            reload_backoff: std::time::Duration::from_secs(1),
+            ..Self::default()
+        }
     }
 
     pub fn configuration(mut self, bytes: impl Into<Vec<u8>>) -> Self {
@@ -85,6 +94,11 @@ impl PluginConfig {
         self
     }
 
+    pub fn reload_backoff(mut self, backoff: std::time::Duration) -> Self {
+        self.reload_backoff = backoff;
+        self
+    }
+
     pub fn clock(mut self, nanos: u64) -> Self {
         self.now_nanos = Some(nanos);
         self
@@ -100,6 +114,8 @@ pub struct Plugin {
     pub vm: Vm,
     /// VMs created after a trap under FAIL_RELOAD.
     pub reloads: u32,
+    /// When the current VM was loaded.
+    loaded_at: std::time::Instant,
     /// What the module logged while starting.
     pub start_logs: Vec<LogRecord>,
 }
@@ -118,11 +134,17 @@ impl Plugin {
             env: config.env.clone(),
         });
         let (vm, start_logs) = boot(module, &info, &config, &shared)?;
-        Ok(Self { module: module.clone(), info, config, shared, vm, reloads: 0, start_logs })
+        Ok(Self { module: module.clone(), info, config, shared, vm, reloads: 0, loaded_at: std::time::Instant::now(), start_logs })
+    }
+
+    /// True once the reload backoff has passed since the VM was loaded.
+    pub(crate) fn reload_due(&self) -> bool {
+        self.loaded_at.elapsed() >= self.config.reload_backoff
     }
 
     /// A fresh VM in place of a failed one (FAIL_RELOAD).
     pub(crate) fn reload(&mut self) -> Result<(), HarnessError> {
+        self.loaded_at = std::time::Instant::now();
         let (vm, logs) = boot(&self.module, &self.info, &self.config, &self.shared)?;
         self.vm = vm;
         self.start_logs.extend(logs);

@@ -17,11 +17,13 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Shared-data entries: (vm_id, key) → (value, CAS version).
+pub type SharedData = HashMap<(String, String), (Vec<u8>, u32)>;
+
 /// Process-wide state, shared by the VMs of every plugin run against it.
 #[derive(Debug, Default)]
 pub struct SharedState {
-    /// (vm_id, key) → (value, CAS version).
-    pub data: Mutex<HashMap<(String, String), (Vec<u8>, u32)>>,
+    pub data: Mutex<SharedData>,
     pub queues: Mutex<Vec<Queue>>,
     pub metrics: Mutex<Vec<Metric>>,
     /// Enqueued items waiting to be announced: (owner VM, its root context, queue token).
@@ -153,6 +155,9 @@ pub struct StreamView {
     /// True while the request headers may still change the route.
     pub routing: bool,
     pub route_cache_cleared: bool,
+    /// The request header map was replaced whole before routing. Envoy
+    /// 1.40 then finds no route (seen: 404 even with the same pseudo-headers).
+    pub request_map_replaced: bool,
     pub local_response: Option<LocalResponse>,
     pub resume_request: bool,
     pub resume_response: bool,

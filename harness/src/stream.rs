@@ -90,6 +90,7 @@ impl Request {
             (":authority".into(), self.authority.clone().into_bytes()),
             (":path".into(), self.path.clone().into_bytes()),
             (":method".into(), self.method.clone().into_bytes()),
+            (":scheme".into(), self.scheme.clone().into_bytes()),
         ];
         for (k, v) in &self.headers {
             map.push((k.clone(), v.clone().into_bytes()));
@@ -99,7 +100,6 @@ impl Request {
             let len: usize = self.body.iter().map(Vec::len).sum();
             map.push(("content-length".into(), len.to_string().into_bytes()));
         }
-        map.push((":scheme".into(), self.scheme.clone().into_bytes()));
         if !has("x-forwarded-proto") {
             map.push(("x-forwarded-proto".into(), self.scheme.clone().into_bytes()));
         }
@@ -151,9 +151,12 @@ impl UpstreamResponse {
         self
     }
 
+    /// The response header map filters see: Envoy's router adds the
+    /// upstream's service time (0 here) after the upstream's headers.
     pub(crate) fn header_map(&self) -> HeaderMap {
         let mut map: HeaderMap = vec![(":status".into(), self.status.to_string().into_bytes())];
         map.extend(self.headers.iter().map(|(k, v)| (k.clone(), v.clone().into_bytes())));
+        map.push(("x-envoy-upstream-service-time".into(), b"0".to_vec()));
         map
     }
 }
@@ -257,6 +260,9 @@ pub struct Outcome {
     /// Request headers changed or `clear_route_cache` was called: Envoy
     /// picks the route again.
     pub route_cache_cleared: bool,
+    /// Envoy found no route and answered 404 itself: it does, in 1.40, after
+    /// a filter replaced the request header map whole.
+    pub route_not_found: bool,
     /// Why the stream stopped without finishing (a filter paused and never resumed).
     pub stalled: Option<String>,
     /// A trap, by filter index.

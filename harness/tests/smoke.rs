@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 use harness::{Module, Plugin, PluginConfig, Request, SharedState, UpstreamResponse};
 use serde_json::json;
 

@@ -15,6 +15,8 @@ pub struct WasmFilter {
     pub configuration: String,
     /// `FAIL_CLOSED` (Istio's default), `FAIL_OPEN` or `FAIL_RELOAD`.
     pub failure_policy: String,
+    /// Under FAIL_RELOAD, the reload backoff's base interval (Envoy: 1 s).
+    pub reload_backoff_ms: Option<u64>,
 }
 
 impl WasmFilter {
@@ -24,6 +26,7 @@ impl WasmFilter {
             root_id: root_id.to_string(),
             configuration: configuration.to_string(),
             failure_policy: "FAIL_CLOSED".to_string(),
+            reload_backoff_ms: None,
         }
     }
 
@@ -38,8 +41,13 @@ impl WasmFilter {
         self
     }
 
+    pub fn reload_backoff_ms(mut self, ms: u64) -> Self {
+        self.reload_backoff_ms = Some(ms);
+        self
+    }
+
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut filter = json!({
             "name": "envoy.filters.http.wasm",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
@@ -57,7 +65,12 @@ impl WasmFilter {
                     },
                 },
             },
-        })
+        });
+        if let Some(ms) = self.reload_backoff_ms {
+            let interval = format!("{}s", ms as f64 / 1000.0);
+            filter["typed_config"]["config"]["reload_config"] = json!({ "backoff": { "base_interval": interval, "max_interval": interval } });
+        }
+        filter
     }
 }
 

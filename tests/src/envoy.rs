@@ -95,6 +95,8 @@ impl Envoy {
         let log_path = dir.0.join("envoy.log");
         let log = File::create(&log_path).map_err(KitError::io("creating the Envoy log"))?;
         let log_err = log.try_clone().map_err(KitError::io("creating the Envoy log"))?;
+        // E2E_ENVOY_LOG_LEVEL=debug shows Envoy's reasoning when a test needs it.
+        let level = std::env::var("E2E_ENVOY_LOG_LEVEL").unwrap_or_else(|_| "info".to_string());
         let mut command = Command::new(&binary);
         command
             .arg("-c")
@@ -102,7 +104,7 @@ impl Envoy {
             .arg("--admin-address-path")
             .arg(&admin_path)
             .args(["--use-dynamic-base-id", "--concurrency", "1", "--disable-hot-restart"])
-            .args(["-l", "info", "--component-log-level", "wasm:debug"])
+            .args(["-l", &level, "--component-log-level", "wasm:debug"])
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err));

@@ -9,6 +9,7 @@
 pub mod bootstrap;
 pub mod client;
 pub mod crd;
+pub mod differential;
 pub mod envoy;
 pub mod error;
 pub mod http;

@@ -95,6 +95,11 @@ pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
             let target = map_mut(c.data_mut(), k)?;
             *target = pairs.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
             changed(c.data_mut(), k);
+            if k == MapKind::RequestHeaders {
+                if let Some(stream) = c.data_mut().stream.as_mut() {
+                    stream.request_map_replaced |= stream.routing;
+                }
+            }
             Ok(())
         })())
     })?;
@@ -166,22 +171,12 @@ pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Envoy's `setCopy`: every value of the header goes, one new value is added.
+/// Envoy's `setCopy`: every value of the header goes, and the new value is
+/// added at the end of the map (seen in Envoy 1.40: a replaced header moves
+/// to the end).
 pub fn replace(map: &mut HeaderMap, key: String, value: Vec<u8>) {
-    match map.iter().position(|(k, _)| *k == key) {
-        Some(first) => {
-            let mut i = 0;
-            map.retain(|(k, _)| {
-                let keep = *k != key || i == first;
-                i += 1;
-                keep
-            });
-            if let Some(entry) = map.get_mut(first) {
-                entry.1 = value;
-            }
-        }
-        None => map.push((key, value)),
-    }
+    map.retain(|(k, _)| *k != key);
+    map.push((key, value));
 }
 
 /// Envoy's buffer replace: start 0 drains `size` bytes and prepends the data;
@@ -225,8 +220,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replace_keeps_the_first_position_and_drops_repeats() {
-        let mut map: HeaderMap = vec![("a".into(), b"1".to_vec()), ("x".into(), b"1".to_vec()), ("x".into(), b"2".to_vec())];
+    fn replace_drops_every_value_and_appends() {
+        let mut map: HeaderMap = vec![("x".into(), b"1".to_vec()), ("a".into(), b"1".to_vec()), ("x".into(), b"2".to_vec())];
         replace(&mut map, "x".into(), b"3".to_vec());
         assert_eq!(map, vec![("a".into(), b"1".to_vec()), ("x".into(), b"3".to_vec())]);
         replace(&mut map, "new".into(), b"v".to_vec());
