@@ -29,6 +29,8 @@ enum Stop {
     /// A filter (index) answered locally, or failed closed.
     Reply(usize, LocalResponse),
     Stall(String),
+    /// A filter closed the stream (`proxy_close_stream`): Envoy resets it.
+    Reset(usize),
 }
 
 enum Step {
@@ -111,7 +113,7 @@ pub fn run(chain: &mut [Plugin], request: &Request, upstream: &UpstreamResponse)
             }
         }
         Err(Stop::Reply(i, reply)) => driver.reply(Some(i), reply),
-        Err(Stop::Stall(why)) => driver.out.stalled = Some(why),
+        Err(stop) => driver.finish_response(stop),
     }
     driver.close(before)
 }
@@ -200,14 +202,17 @@ impl Driver<'_> {
                 let action = Action::from_abi(returned.unwrap_or(0) as i32);
                 self.record(i, callback, Some(action));
                 let view = self.chain.get_mut(i).and_then(|p| p.vm.store.data_mut().stream.as_mut());
-                let (reply, resumed) = match view {
+                let (reply, resumed, closed) = match view {
                     Some(v) => {
                         let resumed = if dir == Dir::Request { std::mem::take(&mut v.resume_request) } else { std::mem::take(&mut v.resume_response) };
-                        (v.local_response.take(), resumed)
+                        let closed = std::mem::take(&mut v.close_request) | std::mem::take(&mut v.close_response);
+                        (v.local_response.take(), resumed, closed)
                     }
-                    None => (None, false),
+                    None => (None, false, false),
                 };
-                if let Some(reply) = reply {
+                if closed {
+                    Step::Stop(Stop::Reset(i))
+                } else if let Some(reply) = reply {
                     Step::Stop(Stop::Reply(i, reply))
                 } else if action == Action::Continue || resumed {
                     Step::Continue
@@ -449,6 +454,7 @@ impl Driver<'_> {
                 self.respond();
             }
             Stop::Stall(why) => self.out.stalled = Some(why),
+            Stop::Reset(i) => self.out.reset = Some(format!("filter {i} closed the stream (wasm_close_stream)")),
         }
     }
 
@@ -465,7 +471,7 @@ impl Driver<'_> {
     /// Log, done and delete for every context created; then gathers logs,
     /// calls, host-call counts and fuel into the outcome.
     fn close(mut self, before: Vec<(BTreeMap<&'static str, u64>, u64)>) -> Outcome {
-        if self.out.response.is_none() && self.out.stalled.is_none() {
+        if self.out.response.is_none() && self.out.stalled.is_none() && self.out.reset.is_none() {
             self.respond();
         }
         for i in 0..self.chain.len() {

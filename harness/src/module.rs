@@ -8,7 +8,7 @@ use crate::host;
 use crate::state::{HostState, PluginInfo, SharedState};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use wasmtime::{Config, Engine, ExternType, Linker, Store};
+use wasmtime::{Config, Engine, Extern, ExternType, FuncType, Linker, Store};
 
 /// One engine for the process: compiled code is shared by every store.
 /// Fuel is always on so `harness bench` can count instructions.
@@ -53,22 +53,6 @@ impl Module {
         }
         let module = wasmtime::Module::new(engine(), bytes).map_err(|e| fail(format!("does not compile: {e}")))?;
 
-        let mut linker = Linker::new(engine());
-        host::link_all(&mut linker).map_err(|e| fail(format!("host setup failed: {e}")))?;
-        let mut store = Store::new(engine(), HostState::new(Arc::new(PluginInfo::default()), SharedState::new(), 0));
-        for import in module.imports() {
-            let known = linker.get(&mut store, import.module(), import.name()).is_ok();
-            match (known, import.ty()) {
-                (true, ExternType::Func(_)) => {}
-                _ => {
-                    return Err(fail(format!(
-                        "imports {}.{}, which the host does not provide (it provides proxy-wasm ABI 0.2.x and WASI preview 1)",
-                        import.module(),
-                        import.name()
-                    )))
-                }
-            }
-        }
         let exports: Vec<&str> = module.exports().map(|e| e.name()).collect();
         let abi_version = ABI_VERSIONS
             .iter()
@@ -77,6 +61,27 @@ impl Module {
             .ok_or_else(|| fail("not a proxy-wasm module: it exports no proxy_abi_version_* function".into()))?;
         if abi_version == "0.1.0" {
             return Err(fail("proxy-wasm ABI 0.1.0 is not supported; rebuild with an SDK for ABI 0.2.x".into()));
+        }
+
+        let mut linker = Linker::new(engine());
+        host::link_all(&mut linker, abi_version).map_err(|e| fail(format!("host setup failed: {e}")))?;
+        let mut store = Store::new(engine(), HostState::new(Arc::new(PluginInfo::default()), SharedState::new(), 0));
+        for import in module.imports() {
+            let what = format!("{}.{}", import.module(), import.name());
+            let provided = linker.get(&mut store, import.module(), import.name());
+            match (provided, import.ty()) {
+                (Ok(Extern::Func(func)), ExternType::Func(wanted)) => {
+                    let given = func.ty(&store);
+                    if !FuncType::eq(&given, &wanted) {
+                        return Err(fail(format!("imports {what} as {wanted}, but the host's {what} is {given}")));
+                    }
+                }
+                _ => {
+                    return Err(fail(format!(
+                        "imports {what}, which the host does not provide to ABI {abi_version} modules (it provides proxy-wasm ABI 0.2.x and WASI preview 1, as Envoy does)"
+                    )))
+                }
+            }
         }
         if !exports.contains(&"memory") {
             return Err(fail("exports no memory".into()));

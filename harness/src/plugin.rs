@@ -160,6 +160,21 @@ impl Plugin {
         self.vm.call("proxy_on_tick", &[root]).map(|_| ())
     }
 
+    /// Shuts the plugin down as Envoy does on drain: `proxy_on_done` on the
+    /// root context; if it returns false the module finishes later and calls
+    /// `proxy_done` (e.g. from a tick). Returns true once the root context
+    /// is done, after `proxy_on_delete`.
+    pub fn shutdown(&mut self) -> Result<bool, crate::vm::Trap> {
+        let root = self.vm.root_context_id as i32;
+        self.vm.store.data_mut().effective_context = root as u32;
+        if self.vm.call("proxy_on_done", &[root])? == Some(0) {
+            self.vm.store.data_mut().done_pending = true;
+            return Ok(false);
+        }
+        self.vm.call("proxy_on_delete", &[root])?;
+        Ok(true)
+    }
+
     pub fn tick_period_ms(&self) -> u32 {
         self.vm.store.data().tick_period_ms
     }

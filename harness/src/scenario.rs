@@ -218,6 +218,12 @@ impl Scenario {
             if let Some(cut) = message.find(" at line ") {
                 message.truncate(cut);
             }
+            // serde_yaml may start its message with a path of its own.
+            if let Some((head, rest)) = message.split_once(": ") {
+                if !head.contains(' ') && field.starts_with(head.trim_end_matches('.')) {
+                    message = rest.to_string();
+                }
+            }
             let field = if field == "." { String::new() } else { format!("{field}: ") };
             HarnessError::Scenario(format!("{name}{at}: {field}{message}"))
         })

@@ -177,8 +177,6 @@ pub struct HostState {
     pub allocate: Option<TypedFunc<i32, i32>>,
     pub log_level: LogLevel,
     pub logs: Vec<LogRecord>,
-    /// Partial WASI stdout/stderr lines.
-    pub stdio: [Vec<u8>; 2],
     /// Host calls made, by function name.
     pub host_calls: BTreeMap<&'static str, u64>,
     /// Fixed clock (nanoseconds since the epoch); the system clock if None.
@@ -202,7 +200,12 @@ pub struct HostState {
     pub foreign_calls: Vec<String>,
     /// Clusters the module may call, and how each answers.
     pub clusters: Arc<HashMap<String, crate::stream::CallReply>>,
+    /// The root context's `proxy_on_done` returned false: it will call
+    /// `proxy_done` when it has finished.
+    pub done_pending: bool,
     pub done_called: bool,
+    /// State of the WASI random generator (seeded per VM, advanced per call).
+    pub random_state: u64,
     /// Set by `proc_exit`: the module asked to stop.
     pub exit_code: Option<i32>,
 }
@@ -217,7 +220,6 @@ impl HostState {
             allocate: None,
             log_level: LogLevel::Trace,
             logs: Vec::new(),
-            stdio: [Vec::new(), Vec::new()],
             host_calls: BTreeMap::new(),
             now_nanos: None,
             tick_period_ms: 0,
@@ -235,7 +237,9 @@ impl HostState {
             grpc_status: None,
             foreign_calls: Vec::new(),
             clusters: Arc::new(HashMap::new()),
+            done_pending: false,
             done_called: false,
+            random_state: vm_serial.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
             exit_code: None,
         }
     }

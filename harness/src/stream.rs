@@ -253,7 +253,7 @@ pub struct CallbackRecord {
 pub struct Outcome {
     /// What the upstream received; None if it was never contacted.
     pub upstream: Option<Forwarded>,
-    /// What the client received; None if the stream stalled.
+    /// What the client received; None if the stream stalled or was reset.
     pub response: Option<Response>,
     /// The local response a filter sent, and which filter (index in the chain).
     pub local_response: Option<(usize, LocalResponse)>,
@@ -265,6 +265,8 @@ pub struct Outcome {
     pub route_not_found: bool,
     /// Why the stream stopped without finishing (a filter paused and never resumed).
     pub stalled: Option<String>,
+    /// A filter closed the stream: Envoy resets it, the client gets no response.
+    pub reset: Option<String>,
     /// A trap, by filter index.
     pub trap: Option<(usize, Trap)>,
     pub callbacks: Vec<CallbackRecord>,

@@ -5,6 +5,7 @@
 
 use harness::scenario::Scenario;
 use harness::{bench, report, Module, PluginConfig, Request, UpstreamResponse};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -47,6 +48,11 @@ fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(args)
 }
 
+/// Prints to stdout; a closed pipe (`| head`) ends the output quietly.
+fn emit(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 fn read_config(path: &Option<PathBuf>) -> Result<Option<Vec<u8>>, String> {
     match path {
         Some(p) => std::fs::read(p).map(Some).map_err(|e| format!("{}: {e}", p.display())),
@@ -70,9 +76,9 @@ fn run(args: &Args) -> Result<bool, String> {
     let module = Module::load(module_path(args, Some(&scenario))?).map_err(|e| e.to_string())?;
     let report = report::play(&module, &scenario, read_config(&args.config)?).map_err(|e| e.to_string())?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?));
     } else {
-        print!("{}", report.text());
+        emit(&report.text());
     }
     Ok(report.failed == 0)
 }
@@ -100,9 +106,9 @@ fn bench(args: &Args) -> Result<bool, String> {
     };
     let report = bench::run(&module, config, &requests, args.requests).map_err(|e| e.to_string())?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?));
     } else {
-        print!("{report}");
+        emit(&report.to_string());
     }
     Ok(true)
 }

@@ -26,6 +26,17 @@ fn clear_route_cache(state: &mut HostState) -> Status {
     Ok(())
 }
 
+/// `proxy_get_log_level` exists from ABI 0.2.1 on; Envoy does not offer it
+/// to 0.2.0 modules.
+pub fn link_log_level(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    linker.func_wrap("env", "proxy_get_log_level", |mut c: Ctx<'_>, rp: i32| -> i32 {
+        c.data_mut().count("proxy_get_log_level");
+        let level = c.data().log_level as u32;
+        code(write_u32(&mut c, rp, level))
+    })?;
+    Ok(())
+}
+
 pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     linker.func_wrap("env", "proxy_log", |mut c: Ctx<'_>, level: i32, p: i32, s: i32| -> i32 {
         c.data_mut().count("proxy_log");
@@ -34,11 +45,6 @@ pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
             c.data_mut().log(LogLevel::from_abi(level), message);
             Ok(())
         })())
-    })?;
-    linker.func_wrap("env", "proxy_get_log_level", |mut c: Ctx<'_>, rp: i32| -> i32 {
-        c.data_mut().count("proxy_get_log_level");
-        let level = c.data().log_level as u32;
-        code(write_u32(&mut c, rp, level))
     })?;
     linker.func_wrap("env", "proxy_get_current_time_nanoseconds", |mut c: Ctx<'_>, rp: i32| -> i32 {
         c.data_mut().count("proxy_get_current_time_nanoseconds");
@@ -79,19 +85,6 @@ pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
         c.data_mut().count("proxy_close_stream");
         code(stream_flag(c.data_mut(), which, true))
     })?;
-    // ABI 0.2.0 and 0.1.0 names for the same controls.
-    linker.func_wrap("env", "proxy_continue_request", |mut c: Ctx<'_>| -> i32 {
-        c.data_mut().count("proxy_continue_request");
-        code(stream_flag(c.data_mut(), stream_type::REQUEST, false))
-    })?;
-    linker.func_wrap("env", "proxy_continue_response", |mut c: Ctx<'_>| -> i32 {
-        c.data_mut().count("proxy_continue_response");
-        code(stream_flag(c.data_mut(), stream_type::RESPONSE, false))
-    })?;
-    linker.func_wrap("env", "proxy_clear_route_cache", |mut c: Ctx<'_>| -> i32 {
-        c.data_mut().count("proxy_clear_route_cache");
-        code(clear_route_cache(c.data_mut()))
-    })?;
     linker.func_wrap(
         "env",
         "proxy_send_local_response",
@@ -118,12 +111,23 @@ pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     })?;
     linker.func_wrap("env", "proxy_set_effective_context", |mut c: Ctx<'_>, id: i32| -> i32 {
         c.data_mut().count("proxy_set_effective_context");
-        c.data_mut().effective_context = id as u32;
+        let state = c.data_mut();
+        let id = id as u32;
+        let known = id == state.root_context_id || state.stream.as_ref().is_some_and(|s| s.context_id == id);
+        if !known {
+            return status::BAD_ARGUMENT;
+        }
+        state.effective_context = id;
         status::OK
     })?;
     linker.func_wrap("env", "proxy_done", |mut c: Ctx<'_>| -> i32 {
         c.data_mut().count("proxy_done");
-        c.data_mut().done_called = true;
+        // Only a root context that deferred its shutdown may say it is done.
+        let state = c.data_mut();
+        if !state.done_pending {
+            return status::NOT_FOUND;
+        }
+        state.done_called = true;
         status::OK
     })?;
     linker.func_wrap(

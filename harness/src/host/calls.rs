@@ -39,7 +39,8 @@ pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
                 let trailers = text_pairs(&read(&c, tp, ts)?)?;
                 let state = c.data_mut();
                 let token = state.take_token();
-                let context_id = state.effective_context;
+                // Envoy makes calls on the root context and answers them there.
+                let context_id = state.root_context_id;
                 state.http_calls.push(HttpCall { token, context_id, cluster, headers, body, trailers, timeout_ms: timeout as u32 });
                 state.pending_calls.push((token, false));
                 write_u32(&mut c, rt, token)
@@ -58,7 +59,7 @@ pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
                 }
                 let call = GrpcCall {
                     token: 0,
-                    context_id: c.data().effective_context,
+                    context_id: c.data().root_context_id,
                     cluster,
                     service: read_string(&c, sp, ss)?,
                     method: read_string(&c, mp, ms)?,
@@ -88,7 +89,7 @@ pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
                 }
                 let call = GrpcCall {
                     token: 0,
-                    context_id: c.data().effective_context,
+                    context_id: c.data().root_context_id,
                     cluster,
                     service: read_string(&c, sp, ss)?,
                     method: read_string(&c, mp, ms)?,

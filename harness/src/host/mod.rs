@@ -10,9 +10,13 @@ pub mod shared;
 use crate::state::HostState;
 use wasmtime::Linker;
 
-/// Registers every host function (ABI and WASI) on `linker`.
-pub fn link_all(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+/// Registers every host function (ABI and WASI) that Envoy offers a module
+/// of ABI `abi_version` on `linker`.
+pub fn link_all(linker: &mut Linker<HostState>, abi_version: &str) -> anyhow::Result<()> {
     basics::link(linker)?;
+    if abi_version == "0.2.1" {
+        basics::link_log_level(linker)?;
+    }
     calls::link(linker)?;
     maps::link(linker)?;
     metrics::link(linker)?;

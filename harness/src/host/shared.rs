@@ -38,7 +38,8 @@ pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
         code((|| {
             let name = read_string(&c, np, ns)?;
             let state = c.data();
-            let owner_context = state.stream.as_ref().map_or(state.root_context_id, |_| state.root_context_id);
+            // Queue notifications go to the root context, wherever the queue was registered.
+            let owner_context = state.root_context_id;
             let mut queues = lock(&state.shared.queues);
             let vm_id = state.plugin.vm_id.clone();
             let token = match queues.iter().position(|q| q.vm_id == vm_id && q.name == name) {
