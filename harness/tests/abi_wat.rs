@@ -1,76 +1,10 @@
 //! Host functions the SDK-built fixtures never reach, exercised by hand-written WAT modules through the real plugin and stream path (`Plugin::start`, `plugin.send`): ABI 0.2.0, log level, effective context, done, stream control, map and buffer sizes, bad pointers, gRPC calls and streams, traps, and plugins that refuse to start.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // tests fail by panicking
 
-use harness::{CallReply, HarnessError, Module, Outcome, Plugin, PluginConfig, Request, SharedState, UpstreamResponse};
+mod common;
 
-/// Memory, bump allocator, `_initialize`, `$put` / `$put64` result slots and `$log`.
-const PRELUDE: &str = include_str!("wat/prelude.wat");
-/// The import every module has: the prelude's `$log` uses it.
-const LOG_IMPORT: &str = r#"(import "env" "proxy_log" (func $proxy_log (param i32 i32 i32) (result i32)))"#;
-
-/// Constant data for a module, placed from 1024 up.
-struct Data {
-    next: u32,
-    segments: String,
-}
-
-impl Data {
-    fn new() -> Self {
-        Self { next: 1024, segments: String::new() }
-    }
-
-    /// Places `bytes` in memory; returns the `(i32.const ptr) (i32.const len)`
-    /// operands to pass them to a host function.
-    fn bytes(&mut self, bytes: &[u8]) -> String {
-        let at = self.next;
-        self.next = (at + bytes.len() as u32 + 8) & !7;
-        assert!(self.next <= 8192, "constant data overflows its region");
-        let escaped: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
-        self.segments.push_str(&format!("(data (i32.const {at}) \"{escaped}\")\n"));
-        format!("(i32.const {at}) (i32.const {})", bytes.len())
-    }
-
-    fn text(&mut self, text: &str) -> String {
-        self.bytes(text.as_bytes())
-    }
-}
-
-/// A whole module: `abi` is the version suffix (`0_2_1`), `imports` the
-/// host functions beyond `proxy_log`, `body` the callbacks.
-fn wat(abi: &str, imports: &str, body: &str, data: &Data) -> String {
-    format!(
-        "(module\n{LOG_IMPORT}\n{imports}\n{PRELUDE}\n(func (export \"proxy_abi_version_{abi}\"))\n{body}\n{})",
-        data.segments
-    )
-}
-
-/// Header pairs as the ABI serializes them.
-fn pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-    for (k, v) in pairs {
-        out.extend((k.len() as u32).to_le_bytes());
-        out.extend((v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend(k.as_bytes());
-        out.push(0);
-        out.extend(v.as_bytes());
-        out.push(0);
-    }
-    out
-}
-
-fn start_with(text: &str, config: PluginConfig) -> Result<Plugin, HarnessError> {
-    let module = Module::from_bytes("test.wat", text.as_bytes()).unwrap();
-    Plugin::start(&module, config, SharedState::new())
-}
-
-fn start(text: &str, config: PluginConfig) -> Plugin {
-    match start_with(text, config) {
-        Ok(plugin) => plugin,
-        Err(e) => panic!("{e}"),
-    }
-}
+use common::wat::{send_get, slot, start, start_with, wat, Data};
+use harness::{CallReply, HarnessError, Outcome, PluginConfig, Request, UpstreamResponse};
 
 fn start_error(text: &str) -> String {
     match start_with(text, PluginConfig::new("wat")) {
@@ -78,17 +12,6 @@ fn start_error(text: &str) -> String {
         Err(e @ HarnessError::Start(_)) => e.to_string(),
         Err(e) => panic!("expected a start error, got {e}"),
     }
-}
-
-/// Result slot `n` as the module stored it (-1 if it never did).
-fn slot(plugin: &Plugin, n: usize) -> i64 {
-    let memory = plugin.vm.store.data().memory.unwrap();
-    let bytes = memory.data(&plugin.vm.store);
-    i64::from_le_bytes(bytes[n * 8..n * 8 + 8].try_into().unwrap())
-}
-
-fn send_get(plugin: &mut Plugin) -> Outcome {
-    plugin.send(&Request::get("/").header("x-in", "1"), &UpstreamResponse::ok())
 }
 
 /// Everything the module logged during the stream, as text.
@@ -104,7 +27,7 @@ const GRPC_STREAM: &str = r#"(import "env" "proxy_grpc_stream" (func $grpc_strea
 fn abi_0_2_0_module_pauses_and_resumes_a_request_from_a_call_response() {
     let mut d = Data::new();
     let cluster = d.text("auth");
-    let headers = d.bytes(&pairs(&[(":method", "GET"), (":path", "/check"), (":authority", "auth")]));
+    let headers = d.pairs(&[(":method", "GET"), (":path", "/check"), (":authority", "auth")]);
     let key = d.text("x-checked");
     let value = d.text("yes");
     let imports = format!(
@@ -484,7 +407,7 @@ fn proxy_get_status_in_grpc_close_gives_the_code_and_message() {
 fn http_and_grpc_call_callbacks_get_the_root_context_id() {
     let mut d = Data::new();
     let auth = d.text("auth");
-    let headers = d.bytes(&pairs(&[(":method", "GET"), (":path", "/check"), (":authority", "auth")]));
+    let headers = d.pairs(&[(":method", "GET"), (":path", "/check"), (":authority", "auth")]);
     let grpc = d.text("grpc-backend");
     let service = d.text("pkg.Auth");
     let method = d.text("Check");

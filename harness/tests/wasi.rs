@@ -2,82 +2,14 @@
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // tests fail by panicking
 
 use harness::abi::LogLevel;
-use harness::{Module, Outcome, Plugin, PluginConfig, Request, SharedState, UpstreamResponse};
+mod common;
+
+use common::wat::{memory, on_request_headers, send_get, slot, start, wat, Data};
+use harness::{Outcome, PluginConfig};
 use std::path::PathBuf;
 use std::process::Command;
 
-/// Memory, bump allocator, `_initialize`, `$put` / `$put64` result slots and `$log`.
-const PRELUDE: &str = include_str!("wat/prelude.wat");
-const LOG_IMPORT: &str = r#"(import "env" "proxy_log" (func $proxy_log (param i32 i32 i32) (result i32)))"#;
-
 const FD_WRITE: &str = r#"(import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))"#;
-
-/// Constant data for a module, placed from 1024 up.
-struct Data {
-    next: u32,
-    segments: String,
-}
-
-impl Data {
-    fn new() -> Self {
-        Self { next: 1024, segments: String::new() }
-    }
-
-    /// Places `bytes` in memory; returns their address and length.
-    fn place(&mut self, bytes: &[u8]) -> (u32, u32) {
-        let at = self.next;
-        self.next = (at + bytes.len() as u32 + 8) & !7;
-        assert!(self.next <= 8192, "constant data overflows its region");
-        let escaped: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
-        self.segments.push_str(&format!("(data (i32.const {at}) \"{escaped}\")\n"));
-        (at, bytes.len() as u32)
-    }
-
-    /// An iovec array over `parts`: the `(i32.const iovs) (i32.const count)`
-    /// operands of `fd_write`.
-    fn iovecs(&mut self, parts: &[&str]) -> String {
-        let mut array = Vec::new();
-        for part in parts {
-            let (ptr, len) = self.place(part.as_bytes());
-            array.extend(ptr.to_le_bytes());
-            array.extend(len.to_le_bytes());
-        }
-        let (at, _) = self.place(&array);
-        format!("(i32.const {at}) (i32.const {})", parts.len())
-    }
-}
-
-fn wat(imports: &str, body: &str, data: &Data) -> String {
-    format!("(module\n{LOG_IMPORT}\n{imports}\n{PRELUDE}\n(func (export \"proxy_abi_version_0_2_1\"))\n{body}\n{})", data.segments)
-}
-
-fn start(text: &str, config: PluginConfig) -> Plugin {
-    let module = Module::from_bytes("wasi.wat", text.as_bytes()).unwrap();
-    match Plugin::start(&module, config, SharedState::new()) {
-        Ok(plugin) => plugin,
-        Err(e) => panic!("{e}"),
-    }
-}
-
-/// A module whose request-headers callback runs `calls`.
-fn on_request_headers(imports: &str, calls: &str, data: &Data) -> String {
-    let body = format!(r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) {calls} (i32.const 0))"#);
-    wat(imports, &body, data)
-}
-
-fn send_get(plugin: &mut Plugin) -> Outcome {
-    plugin.send(&Request::get("/"), &UpstreamResponse::ok())
-}
-
-fn memory(plugin: &Plugin) -> Vec<u8> {
-    let memory = plugin.vm.store.data().memory.unwrap();
-    memory.data(&plugin.vm.store).to_vec()
-}
-
-/// Result slot `n` as the module stored it (-1 if it never did).
-fn slot(plugin: &Plugin, n: usize) -> i64 {
-    i64::from_le_bytes(memory(plugin)[n * 8..n * 8 + 8].try_into().unwrap())
-}
 
 fn levelled(out: &Outcome) -> Vec<(LogLevel, String)> {
     let mut logs: Vec<(LogLevel, String)> = out.logs.iter().map(|(_, l)| (l.level, l.message.clone())).collect();
@@ -180,7 +112,7 @@ fn environ_sizes_get_and_environ_get_give_the_configured_environment() {
           (call $put (i32.const 5) (i32.load (i32.const 9004)))
           (i32.const 1))"#;
     let config = PluginConfig::new("wasi").env("A", "1").env("GREETING", "hello world");
-    let plugin = start(&wat(imports, body, &Data::new()), config);
+    let plugin = start(&wat("0_2_1", imports, body, &Data::new()), config);
     let strings = b"A=1\0GREETING=hello world\0";
     assert_eq!(slot(&plugin, 0), 0, "environ_sizes_get");
     assert_eq!(slot(&plugin, 1), 2, "count");
@@ -277,7 +209,7 @@ fn random_get_is_repeatable_from_run_to_run() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("harness-wasi-tests");
     std::fs::create_dir_all(&dir).unwrap();
     let module = dir.join("random.wat");
-    std::fs::write(&module, wat(RANDOM, body, &Data::new())).unwrap();
+    std::fs::write(&module, wat("0_2_1", RANDOM, body, &Data::new())).unwrap();
     let scenario = dir.join("random.yaml");
     std::fs::write(&scenario, format!("wasm: {}\nrequests:\n  - request: {{ path: / }}\n", module.display())).unwrap();
     let logged = || {

@@ -12,6 +12,10 @@ pub enum MapType {
     RequestTrailers = 1,
     ResponseHeaders = 2,
     ResponseTrailers = 3,
+    GrpcInitialMetadata = 4,
+    GrpcTrailingMetadata = 5,
+    HttpCallResponseHeaders = 6,
+    HttpCallResponseTrailers = 7,
 }
 
 /// Which buffer a call addresses (ABI `BufferType`).
@@ -20,6 +24,7 @@ pub enum BufferType {
     RequestBody = 0,
     ResponseBody = 1,
     HttpCallResponseBody = 4,
+    GrpcReceiveBuffer = 5,
     VmConfiguration = 6,
     PluginConfiguration = 7,
 }

@@ -16,6 +16,39 @@ fn find_grpc(state: &mut HostState, token: i32) -> Result<&mut GrpcCall, i32> {
     state.grpc_calls.iter_mut().find(|g| g.token == token as u32).ok_or(status::NOT_FOUND)
 }
 
+/// Reads a gRPC call's cluster, service, method and initial metadata from
+/// (pointer, size) pairs; the cluster must be one the plugin declared.
+fn grpc_target(c: &Ctx<'_>, target: [i32; 8]) -> Result<GrpcCall, i32> {
+    let [up, us, sp, ss, mp, ms, ip, is] = target;
+    let cluster = read_string(c, up, us)?;
+    if !c.data().clusters.contains_key(&cluster) {
+        return Err(status::BAD_ARGUMENT);
+    }
+    Ok(GrpcCall {
+        token: 0,
+        // Envoy makes calls on the root context and answers them there.
+        context_id: c.data().root_context_id,
+        cluster,
+        service: read_string(c, sp, ss)?,
+        method: read_string(c, mp, ms)?,
+        initial_metadata: text_pairs(&read(c, ip, is)?)?,
+        messages: Vec::new(),
+        streaming: false,
+        cancelled: false,
+        closed: false,
+    })
+}
+
+/// Records a gRPC call under a new token, answered at once if `unary`.
+fn open_grpc(state: &mut HostState, call: GrpcCall, unary: bool) -> u32 {
+    let token = state.take_token();
+    state.grpc_calls.push(GrpcCall { token, ..call });
+    if unary {
+        state.pending_calls.push((token, true));
+    }
+    token
+}
+
 pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     linker.func_wrap(
         "env",
@@ -53,26 +86,9 @@ pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
         |mut c: Ctx<'_>, up: i32, us: i32, sp: i32, ss: i32, mp: i32, ms: i32, ip: i32, is: i32, dp: i32, ds: i32, _timeout: i32, rt: i32| -> i32 {
             c.data_mut().count("proxy_grpc_call");
             code((|| {
-                let cluster = read_string(&c, up, us)?;
-                if !c.data().clusters.contains_key(&cluster) {
-                    return Err(status::BAD_ARGUMENT);
-                }
-                let call = GrpcCall {
-                    token: 0,
-                    context_id: c.data().root_context_id,
-                    cluster,
-                    service: read_string(&c, sp, ss)?,
-                    method: read_string(&c, mp, ms)?,
-                    initial_metadata: text_pairs(&read(&c, ip, is)?)?,
-                    messages: vec![read(&c, dp, ds)?],
-                    streaming: false,
-                    cancelled: false,
-                    closed: false,
-                };
-                let state = c.data_mut();
-                let token = state.take_token();
-                state.grpc_calls.push(GrpcCall { token, ..call });
-                state.pending_calls.push((token, true));
+                let target = [up, us, sp, ss, mp, ms, ip, is];
+                let call = GrpcCall { messages: vec![read(&c, dp, ds)?], ..grpc_target(&c, target)? };
+                let token = open_grpc(c.data_mut(), call, true);
                 write_u32(&mut c, rt, token)
             })())
         },
@@ -83,25 +99,9 @@ pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
         |mut c: Ctx<'_>, up: i32, us: i32, sp: i32, ss: i32, mp: i32, ms: i32, ip: i32, is: i32, rt: i32| -> i32 {
             c.data_mut().count("proxy_grpc_stream");
             code((|| {
-                let cluster = read_string(&c, up, us)?;
-                if !c.data().clusters.contains_key(&cluster) {
-                    return Err(status::BAD_ARGUMENT);
-                }
-                let call = GrpcCall {
-                    token: 0,
-                    context_id: c.data().root_context_id,
-                    cluster,
-                    service: read_string(&c, sp, ss)?,
-                    method: read_string(&c, mp, ms)?,
-                    initial_metadata: text_pairs(&read(&c, ip, is)?)?,
-                    messages: Vec::new(),
-                    streaming: true,
-                    cancelled: false,
-                    closed: false,
-                };
-                let state = c.data_mut();
-                let token = state.take_token();
-                state.grpc_calls.push(GrpcCall { token, ..call });
+                let call = GrpcCall { streaming: true, ..grpc_target(&c, [up, us, sp, ss, mp, ms, ip, is])? };
+                // A stream is answered once the module closes its side.
+                let token = open_grpc(c.data_mut(), call, false);
                 write_u32(&mut c, rt, token)
             })())
         },

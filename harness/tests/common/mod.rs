@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::panic)]
 
+pub mod wat;
+
 use harness::{Module, Plugin, PluginConfig, SharedState};
 use serde_json::{json, Value};
 use std::path::PathBuf;
