@@ -6,6 +6,7 @@ use crate::abi::{LogLevel, MetricKind};
 use crate::properties::PropertyValue;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use wasmtime::{Memory, TypedFunc};
 
@@ -28,6 +29,9 @@ pub struct SharedState {
     pub metrics: Mutex<Vec<Metric>>,
     /// Enqueued items waiting to be announced: (owner VM, its root context, queue token).
     pub queue_ready: Mutex<Vec<(u64, u32, u32)>>,
+    /// VMs created on this state so far: numbers them, and seeds their
+    /// random bytes, the same way on every run.
+    pub vms_created: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -58,6 +62,10 @@ impl SharedState {
 
     /// Every metric by name: counters and gauges by value, histograms by
     /// sample count.
+    pub fn next_vm_serial(&self) -> u64 {
+        self.vms_created.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     pub fn metrics(&self) -> BTreeMap<String, i64> {
         lock(&self.metrics).iter().map(|m| (m.name.clone(), m.value)).collect()
     }

@@ -6,7 +6,6 @@ use crate::error::HarnessError;
 use crate::module::{engine, Module};
 use crate::state::{HostState, PluginInfo, SharedState};
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use wasmtime::{Instance, Store, Val};
 
@@ -35,16 +34,12 @@ pub struct Vm {
     pub failed: Option<Trap>,
 }
 
-fn vm_serial() -> u64 {
-    static SERIAL: AtomicU64 = AtomicU64::new(1);
-    SERIAL.fetch_add(1, Ordering::Relaxed)
-}
-
 impl Vm {
     /// Instantiates the module and runs its start function (`_initialize`,
     /// else `_start`), as proxy-wasm-cpp-host does.
     pub fn new(module: &Module, plugin: Arc<PluginInfo>, shared: Arc<SharedState>) -> Result<Self, HarnessError> {
-        let mut store = Store::new(engine(), HostState::new(plugin, shared, vm_serial()));
+        let serial = shared.next_vm_serial();
+        let mut store = Store::new(engine(), HostState::new(plugin, shared, serial));
         store.set_fuel(FUEL).map_err(|e| HarnessError::Start(e.to_string()))?;
         let instance = module
             .linker
