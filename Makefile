@@ -17,9 +17,9 @@ WASM_BINDGEN_RUNNER := $(WASM_BINDGEN_DIR)/bin/wasm-bindgen-test-runner
 WASM_TARGET  := wasm32-wasip1
 WASM_OUT     := target/$(WASM_TARGET)/release
 # Packages built into proxy-wasm modules (cdylib), filters and test fixtures.
-WASM_PACKAGES := stamp-fixture probe-fixture
+WASM_PACKAGES := header-router stamp-fixture probe-fixture
 # Crates whose unit tests also run compiled to wasm32 under Node.
-WASM_UNIT_PACKAGES := filter-common
+WASM_UNIT_PACKAGES := filter-common header-router
 
 export ENVOY_BIN := $(ENVOY)
 export WASM_DIR := $(CURDIR)/$(WASM_OUT)

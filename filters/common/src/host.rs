@@ -39,6 +39,19 @@ pub enum LogLevel {
     Critical = 5,
 }
 
+impl LogLevel {
+    pub fn from_abi(level: u32) -> Self {
+        match level {
+            0 => Self::Trace,
+            1 => Self::Debug,
+            2 => Self::Info,
+            3 => Self::Warn,
+            4 => Self::Error,
+            _ => Self::Critical,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricType {
     Counter = 0,
@@ -80,6 +93,9 @@ pub type HostResult<T> = Result<T, HostError>;
 /// host says the thing is absent; any other non-Ok status is an `Err`.
 pub trait Host {
     fn log(&self, level: LogLevel, message: &str);
+    /// The level below which the host drops log lines: filters check it
+    /// once, not per request, before formatting debug lines.
+    fn log_level(&self) -> HostResult<LogLevel>;
     fn current_time_nanos(&self) -> HostResult<u64>;
 
     fn header(&self, map: MapType, name: &str) -> HostResult<Option<Vec<u8>>>;
@@ -178,6 +194,13 @@ mod abi_host {
             // A failed log has nowhere to be reported; dropping it is the only safe choice.
             // SAFETY: pointer and length describe a live &str.
             let _ = unsafe { abi::proxy_log(level as u32, message.as_ptr(), message.len()) };
+        }
+
+        fn log_level(&self) -> HostResult<LogLevel> {
+            let mut level = 0u32;
+            // SAFETY: `level` outlives the call.
+            let code = unsafe { abi::proxy_get_log_level(&mut level) };
+            unit("proxy_get_log_level", code).map(|()| LogLevel::from_abi(level))
         }
 
         fn current_time_nanos(&self) -> HostResult<u64> {

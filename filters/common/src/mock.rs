@@ -16,7 +16,7 @@ pub struct LocalResponse {
     pub body: Vec<u8>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MockHost {
     pub maps: RefCell<HashMap<MapType, HeaderPairs>>,
     pub buffers: RefCell<HashMap<BufferType, Vec<u8>>>,
@@ -28,6 +28,24 @@ pub struct MockHost {
     pub local_response: RefCell<Option<LocalResponse>>,
     pub foreign_calls: RefCell<Vec<String>>,
     pub now_nanos: u64,
+    pub log_level: LogLevel,
+}
+
+impl Default for MockHost {
+    fn default() -> Self {
+        Self {
+            maps: Default::default(),
+            buffers: Default::default(),
+            properties: Default::default(),
+            shared: Default::default(),
+            metrics: Default::default(),
+            logs: Default::default(),
+            local_response: Default::default(),
+            foreign_calls: Default::default(),
+            now_nanos: 0,
+            log_level: LogLevel::Info,
+        }
+    }
 }
 
 impl MockHost {
@@ -74,6 +92,10 @@ impl MockHost {
 impl Host for MockHost {
     fn log(&self, level: LogLevel, message: &str) {
         self.logs.borrow_mut().push((level, message.to_string()));
+    }
+
+    fn log_level(&self) -> HostResult<LogLevel> {
+        Ok(self.log_level)
     }
 
     fn current_time_nanos(&self) -> HostResult<u64> {

@@ -1,0 +1,198 @@
+//! The proxy-wasm glue: the root context compiles the configuration and
+//! defines the metrics once; each request's context reads the header map in
+//! one host call (plus the peer identity or port only when a route needs
+//! them), asks `Router::decide`, and sets the routing header.
+
+use crate::config::Router;
+use crate::destination::{Decision, RequestView};
+use filter_common::{AbiHost, Host, LogLevel, MapType, Metric};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+use std::rc::Rc;
+
+/// The metrics, defined at configure time so requests only increment.
+struct Metrics {
+    /// Per route: matched, and per split side.
+    routes: Vec<(Option<Metric>, Vec<Option<Metric>>)>,
+    default: Option<Metric>,
+    unrouted: Option<Metric>,
+    trusted: Option<Metric>,
+    client_header_removed: Option<Metric>,
+    errors: Option<Metric>,
+}
+
+/// Metric names keep to characters Prometheus accepts once dots become underscores.
+fn metric_part(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
+}
+
+impl Metrics {
+    fn define(host: &dyn Host, router: &Router) -> Self {
+        let counter = |name: String| Metric::counter(host, &name).ok();
+        let routes = router
+            .routes
+            .iter()
+            .map(|r| {
+                let route = metric_part(&r.name);
+                let sides = r
+                    .targets
+                    .iter()
+                    .map(|t| counter(format!("header_router.route.{route}.value.{}", metric_part(&t.value))))
+                    .collect();
+                (counter(format!("header_router.route.{route}.matched")), sides)
+            })
+            .collect();
+        Self {
+            routes,
+            default: counter("header_router.default".into()),
+            unrouted: counter("header_router.unrouted".into()),
+            trusted: counter("header_router.trusted_caller".into()),
+            client_header_removed: counter("header_router.client_header_removed".into()),
+            errors: counter("header_router.errors".into()),
+        }
+    }
+}
+
+struct Shared {
+    router: Router,
+    metrics: Metrics,
+    debug: bool,
+}
+
+#[derive(Default)]
+pub struct RouterRoot {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for RouterRoot {}
+
+impl RootContext for RouterRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let host = AbiHost;
+        let bytes = match host.plugin_configuration() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                host.log(LogLevel::Error, &format!("header-router: cannot read the configuration: {e}"));
+                return false;
+            }
+        };
+        let router = match Router::parse(bytes.as_deref()) {
+            Ok(router) => router,
+            Err(e) => {
+                host.log(LogLevel::Error, &format!("header-router: invalid configuration: {e}"));
+                return false;
+            }
+        };
+        let metrics = Metrics::define(&host, &router);
+        // Read once: formatting a debug line per request costs even when dropped.
+        let debug = host.log_level().is_ok_and(|l| l <= LogLevel::Debug);
+        self.shared = Some(Rc::new(Shared { router, metrics, debug }));
+        true
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let shared = Rc::clone(self.shared.as_ref()?);
+        Some(Box::new(RouterStream { shared, chosen: None, entropy: u64::from(context_id) }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct RouterStream {
+    shared: Rc<Shared>,
+    /// The value set, for the optional response header.
+    chosen: Option<String>,
+    /// For an unkeyed split of a request without `x-request-id`: the
+    /// context id, new for every stream.
+    entropy: u64,
+}
+
+impl Context for RouterStream {}
+
+fn count(host: &dyn Host, metric: Option<&Metric>) {
+    if let Some(m) = metric {
+        m.inc(host);
+    }
+}
+
+impl RouterStream {
+    fn route(&mut self, host: &dyn Host) -> Result<(), filter_common::HostError> {
+        let shared = Rc::clone(&self.shared);
+        let router = &shared.router;
+        let headers = host.headers(MapType::RequestHeaders)?;
+        let client_sent = headers.iter().any(|(k, _)| *k == router.header);
+        // Identity and port cost a host call each: read them only when needed.
+        let principal = if router.needs_identity || (client_sent && !router.trusted_principals.is_empty()) {
+            host.property(&["connection", "uri_san_peer_certificate"])?.map(|v| String::from_utf8_lossy(&v).into_owned())
+        } else {
+            None
+        };
+        let port = if router.needs_port {
+            host.property(&["destination", "port"])?
+                .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes))
+                .and_then(|p| u32::try_from(p).ok())
+        } else {
+            None
+        };
+        let view = RequestView { headers: &headers, principal: principal.as_deref(), port, fallback_entropy: self.entropy };
+        let decision = router.decide(&view);
+        match &decision {
+            Decision::Route { route, target, .. } => {
+                if let Some((matched, sides)) = shared.metrics.routes.get(*route) {
+                    count(host, matched.as_ref());
+                    count(host, sides.get(*target).and_then(Option::as_ref));
+                }
+            }
+            Decision::Default(_) => count(host, shared.metrics.default.as_ref()),
+            Decision::Unrouted => count(host, shared.metrics.unrouted.as_ref()),
+            Decision::Trusted => count(host, shared.metrics.trusted.as_ref()),
+        }
+        match decision.value() {
+            Some(value) => {
+                // Replacing drops whatever value the client sent.
+                host.replace_header(MapType::RequestHeaders, &router.header, value.as_bytes())?;
+                // ABI 0.2.1 clears the route cache on the change by itself;
+                // the explicit call keeps routing right on later ABIs.
+                let _ = host.clear_route_cache();
+                self.chosen = Some(value.to_string());
+            }
+            None if client_sent && decision != Decision::Trusted => {
+                host.remove_header(MapType::RequestHeaders, &router.header)?;
+                let _ = host.clear_route_cache();
+            }
+            None => {}
+        }
+        if client_sent && decision != Decision::Trusted {
+            count(host, shared.metrics.client_header_removed.as_ref());
+        }
+        if shared.debug {
+            let id = view.header("x-request-id").unwrap_or_default();
+            host.log(LogLevel::Debug, &format!("header-router: request {id}: {decision:?}"));
+        }
+        Ok(())
+    }
+}
+
+impl HttpContext for RouterStream {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let host = AbiHost;
+        if let Err(e) = self.route(&host) {
+            // Leave the request as it is: Envoy's own routes still apply.
+            count(&host, self.shared.metrics.errors.as_ref());
+            host.log(LogLevel::Warn, &format!("header-router: request left unrouted: {e}"));
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        if let (Some(name), Some(value)) = (&self.shared.router.response_header, &self.chosen) {
+            let host = AbiHost;
+            if let Err(e) = host.replace_header(MapType::ResponseHeaders, name, value.as_bytes()) {
+                host.log(LogLevel::Warn, &format!("header-router: {name}: {e}"));
+            }
+        }
+        Action::Continue
+    }
+}

@@ -1,0 +1,14 @@
+//! header-router: chooses a destination from a request's headers, path,
+//! method, query and caller identity with Istio VirtualService matching
+//! (first route wins, weighted splits with sticky users), and steers Envoy's
+//! routing by setting a header its routes match on.
+
+pub mod config;
+pub mod destination;
+#[cfg(target_arch = "wasm32")]
+mod filter;
+
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| Box::<filter::RouterRoot>::default());
+}}
