@@ -16,10 +16,12 @@ WASM_BINDGEN_RUNNER := $(WASM_BINDGEN_DIR)/bin/wasm-bindgen-test-runner
 
 WASM_TARGET  := wasm32-wasip1
 WASM_OUT     := target/$(WASM_TARGET)/release
-# Packages built into proxy-wasm modules (cdylib), filters and test fixtures.
-WASM_PACKAGES := header-router stamp-fixture probe-fixture
+# The filters; each builds a proxy-wasm module and tests it in the harness.
+FILTER_PACKAGES := header-router
+# Packages built into proxy-wasm modules (cdylib): the filters and test fixtures.
+WASM_PACKAGES := $(FILTER_PACKAGES) stamp-fixture probe-fixture
 # Crates whose unit tests also run compiled to wasm32 under Node.
-WASM_UNIT_PACKAGES := filter-common header-router
+WASM_UNIT_PACKAGES := filter-common $(FILTER_PACKAGES)
 
 export ENVOY_BIN := $(ENVOY)
 export WASM_DIR := $(CURDIR)/$(WASM_OUT)
@@ -70,8 +72,8 @@ unit-test:
 	cargo test --workspace --lib --bins
 
 harness-test: build
-	@echo "== harness: host functions and behaviours through compiled modules"
-	cargo test -p harness --tests
+	@echo "== harness: host functions and behaviours, and each filter's compiled module"
+	cargo test -p harness $(addprefix -p ,$(FILTER_PACKAGES)) --tests
 
 wasm-unit-test: targets wasm-bindgen
 	@echo "== unit tests compiled to wasm32-unknown-unknown, run under Node"

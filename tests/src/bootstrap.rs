@@ -83,6 +83,11 @@ impl Route {
         Self(json!({ "match": { "prefix": prefix }, "route": { "cluster": cluster } }))
     }
 
+    /// A route that sends to the cluster a request header names.
+    pub fn cluster_from_header(prefix: &str, header: &str) -> Self {
+        Self(json!({ "match": { "prefix": prefix }, "route": { "cluster_header": header } }))
+    }
+
     /// Only requests whose header `name` is exactly `value` take this route.
     pub fn when_header(mut self, name: &str, value: &str) -> Self {
         self.0["match"]["headers"] = json!([{ "name": name, "string_match": { "exact": value } }]);
