@@ -104,9 +104,10 @@ impl Action {
 }
 
 /// Log levels, as `proxy_log` numbers them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
+    #[default]
     Trace,
     Debug,
     Info,

@@ -43,6 +43,9 @@ pub struct PluginConfig {
     pub clusters: HashMap<String, CallReply>,
     /// A fixed clock (nanoseconds since the epoch), for repeatable runs.
     pub now_nanos: Option<u64>,
+    /// What `proxy_get_log_level` answers (Envoy's default: info). The
+    /// harness keeps every line the module logs whatever the level.
+    pub log_level: crate::abi::LogLevel,
     /// Under FAIL_RELOAD, how long after a VM was loaded a failed one may be
     /// replaced (Envoy's `reload_config.backoff`, base 1 s); until then
     /// requests get 503.
@@ -56,6 +59,7 @@ impl PluginConfig {
             name: root_id.to_string(),
             root_id: root_id.to_string(),
             reload_backoff: std::time::Duration::from_secs(1),
+            log_level: crate::abi::LogLevel::Info,
             ..Self::default()
         }
     }
@@ -96,6 +100,11 @@ impl PluginConfig {
 
     pub fn reload_backoff(mut self, backoff: std::time::Duration) -> Self {
         self.reload_backoff = backoff;
+        self
+    }
+
+    pub fn log_level(mut self, level: crate::abi::LogLevel) -> Self {
+        self.log_level = level;
         self
     }
 
@@ -208,6 +217,7 @@ fn boot(module: &Module, info: &Arc<PluginInfo>, config: &PluginConfig, shared: 
         state.properties = config.properties.clone();
         state.clusters = Arc::new(config.clusters.clone());
         state.now_nanos = config.now_nanos;
+        state.log_level = config.log_level;
     }
     let root = root as i32;
     let failed = |vm: &mut Vm, what: String| {

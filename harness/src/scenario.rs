@@ -75,6 +75,9 @@ pub struct PluginSpec {
     pub clusters: BTreeMap<String, ReplySpec>,
     #[serde(default)]
     pub env: Pairs,
+    /// What the module is told Envoy's log level is (default info).
+    #[serde(default)]
+    pub log_level: Option<crate::abi::LogLevel>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -248,6 +251,9 @@ impl Scenario {
             config.clusters.insert(name.clone(), r);
         }
         config.env = spec.env.0.clone();
+        if let Some(level) = spec.log_level {
+            config.log_level = level;
+        }
         config
     }
 }

@@ -73,7 +73,73 @@ pub enum StringMatch {
     /// Anchored at both ends: Istio's regexes (Envoy `safe_regex`) must match
     /// the whole value.
     Regex(Regex),
+    /// A regex that is a literal with `.*` on either side (`.*Mobile.*`),
+    /// matched as a substring test: the regex engine costs tens of thousands
+    /// of instructions per value, the substring test a few hundred.
+    Literal(LiteralRegex),
     Present,
+}
+
+/// Where a literal sits in a `.*`-padded regex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiteralShape {
+    /// `lit`
+    Whole,
+    /// `lit.*`
+    Prefix,
+    /// `.*lit`
+    Suffix,
+    /// `.*lit.*`
+    Contains,
+}
+
+#[derive(Debug, Clone)]
+pub struct LiteralRegex {
+    pub shape: LiteralShape,
+    pub literal: String,
+    /// The same regex compiled, for values with a newline, which RE2's `.`
+    /// does not match.
+    pub fallback: Regex,
+}
+
+impl LiteralRegex {
+    /// Recognises `lit`, `lit.*`, `.*lit`, `.*lit.*` where `lit` has no regex
+    /// syntax at all.
+    fn parse(re: &str, ignore_case: bool, fallback: Regex) -> Option<Self> {
+        let (lead, rest) = match re.strip_prefix(".*") {
+            Some(rest) => (true, rest),
+            None => (false, re),
+        };
+        let (trail, literal) = match rest.strip_suffix(".*") {
+            Some(lit) => (true, lit),
+            None => (false, rest),
+        };
+        let plain = |c: char| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '/' | ',' | ';' | ':' | '=' | '@' | '%' | '!' | '~' | '\'' | '"' | '<' | '>' | '&' | '#');
+        if literal.is_empty() || !literal.chars().all(plain) {
+            return None;
+        }
+        let shape = match (lead, trail) {
+            (false, false) => LiteralShape::Whole,
+            (false, true) => LiteralShape::Prefix,
+            (true, false) => LiteralShape::Suffix,
+            (true, true) => LiteralShape::Contains,
+        };
+        let literal = if ignore_case { literal.to_lowercase() } else { literal.to_string() };
+        Some(Self { shape, literal, fallback })
+    }
+
+    fn matches(&self, value: &str) -> bool {
+        if value.contains('\n') {
+            return self.fallback.is_match(value);
+        }
+        let lit = self.literal.as_str();
+        match self.shape {
+            LiteralShape::Whole => value == lit,
+            LiteralShape::Prefix => value.starts_with(lit),
+            LiteralShape::Suffix => value.ends_with(lit),
+            LiteralShape::Contains => value.contains(lit),
+        }
+    }
 }
 
 /// The compiled form ignores ASCII case when asked (`ignoreUriCase`).
@@ -100,7 +166,10 @@ impl StringMatchSpec {
             let anchored = format!("^{flags}(?:{re})$");
             let regex = Regex::new(&anchored)
                 .map_err(|e| path.field("regex").error(format!("invalid regex {re:?}: {e}")))?;
-            StringMatch::Regex(regex)
+            match LiteralRegex::parse(re, ignore_case, regex.clone()) {
+                Some(literal) => StringMatch::Literal(literal),
+                None => StringMatch::Regex(regex),
+            }
         } else {
             StringMatch::Present
         };
@@ -113,7 +182,8 @@ impl CompiledStringMatch {
         let Some(value) = value else { return false };
         let folded;
         let value = if self.ignore_case && !matches!(self.kind, StringMatch::Regex(_)) {
-            folded = value.to_ascii_lowercase();
+            // Literal regexes were lower-cased whole (Unicode), like `(?i)`.
+            folded = if matches!(self.kind, StringMatch::Literal(_)) { value.to_lowercase() } else { value.to_ascii_lowercase() };
             folded.as_str()
         } else {
             value
@@ -122,6 +192,7 @@ impl CompiledStringMatch {
             StringMatch::Exact(s) => value == s,
             StringMatch::Prefix(s) => value.starts_with(s.as_str()),
             StringMatch::Regex(re) => re.is_match(value),
+            StringMatch::Literal(lit) => lit.matches(value),
             StringMatch::Present => true,
         }
     }
@@ -196,6 +267,34 @@ mod tests {
         assert!(!partial.matches(Some("v12")), "RE2 full match, not search");
         let alternation = compile(r#"{"regex":"a|b"}"#);
         assert!(!alternation.matches(Some("ab")), "anchors apply to the whole alternation");
+    }
+
+    #[test]
+    fn literal_regexes_match_exactly_like_the_regex() {
+        let cases = [
+            (".*Mobile.*", LiteralShape::Contains),
+            ("Mozilla.*", LiteralShape::Prefix),
+            (".*Safari", LiteralShape::Suffix),
+            ("curl", LiteralShape::Whole),
+        ];
+        let values = ["Mozilla/5.0 (iPhone) Mobile/15E148 Safari", "Mobile", "curl", "curl/8", "xcurl", "Mob\nile", "Mobile\nx", "", "mobile"];
+        for (re, shape) in cases {
+            let m = compile(&format!(r#"{{"regex":"{re}"}}"#));
+            match &m.kind {
+                StringMatch::Literal(l) => assert_eq!(l.shape, shape, "{re}"),
+                other => panic!("{re} compiled to {other:?}"),
+            }
+            let reference = Regex::new(&format!("^(?:{re})$")).unwrap();
+            for v in values {
+                assert_eq!(m.matches(Some(v)), reference.is_match(v), "{re} on {v:?}");
+            }
+        }
+        for re in [".*a.b.*", "a|b", ".*(x).*", "^x$", ".*", "x+"] {
+            let m = compile(&format!(r#"{{"regex":"{}"}}"#, re.replace('\\', "\\\\")));
+            assert!(matches!(m.kind, StringMatch::Regex(_)), "{re} must stay a regex");
+        }
+        let folded = spec(r#"{"regex":".*MOBILE.*"}"#).compile(&FieldPath::root(), true).unwrap();
+        assert!(folded.matches(Some("an iphone mobile")));
     }
 
     #[test]

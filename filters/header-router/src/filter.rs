@@ -12,7 +12,8 @@ use std::rc::Rc;
 
 /// The metrics, defined at configure time so requests only increment.
 struct Metrics {
-    /// Per route: matched, and per split side.
+    /// Per route: matched, and per side of a split (none for one value,
+    /// whose count is the route's).
     routes: Vec<(Option<Metric>, Vec<Option<Metric>>)>,
     default: Option<Metric>,
     unrouted: Option<Metric>,
@@ -34,11 +35,11 @@ impl Metrics {
             .iter()
             .map(|r| {
                 let route = metric_part(&r.name);
-                let sides = r
-                    .targets
-                    .iter()
-                    .map(|t| counter(format!("header_router.route.{route}.value.{}", metric_part(&t.value))))
-                    .collect();
+                let sides = if r.targets.len() > 1 {
+                    r.targets.iter().map(|t| counter(format!("header_router.route.{route}.value.{}", metric_part(&t.value)))).collect()
+                } else {
+                    Vec::new()
+                };
                 (counter(format!("header_router.route.{route}.matched")), sides)
             })
             .collect();

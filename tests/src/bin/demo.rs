@@ -2,13 +2,13 @@
 //! upstream servers on loopback, sends a scripted tour of requests, prints
 //! what happened, and stops everything.
 
-use e2e::{tour, wasm_module, Bootstrap, Envoy, KitError, Request, Script, Upstream, WasmFilter};
+use e2e::{tour, wasm_module, Bootstrap, Envoy, KitError, Request, Route, Script, Upstream, WasmFilter};
 use serde_json::json;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     println!("Demo: a real Envoy 1.40 with this project's Wasm modules, upstreams on loopback.");
-    match stamp_tour() {
+    match header_router_tour() {
         Ok(()) => {
             println!("\nDemo finished: Envoy and the upstreams are stopped.");
             ExitCode::SUCCESS
@@ -20,30 +20,59 @@ fn main() -> ExitCode {
     }
 }
 
-/// The kit's fixture module; each filter adds its own tour beside this one.
-fn stamp_tour() -> Result<(), KitError> {
+/// header-router: the filter sets `x-route-destination`; Envoy's routes send
+/// each value to its own upstream, which says who it is.
+fn header_router_tour() -> Result<(), KitError> {
     tour::section(
-        "stamp (test fixture)",
-        "sets the headers its configuration names on each request and response",
+        "header-router",
+        "picks a destination VirtualService-style and sets x-route-destination; Envoy routes on it",
     );
-    let backend = Upstream::start(Script::ok("backend"))?;
-    let config = json!({ "requestHeaders": { "x-stamp": "hello" }, "responseHeaders": { "x-stamped": "yes" } });
+    let config = json!({
+        "routes": [
+            { "name": "mobile", "match": [{ "headers": { "user-agent": { "regex": ".*Mobile.*" } } }], "route": [{ "value": "mobile" }] },
+            { "name": "desktop", "match": [{ "headers": { "user-agent": { "regex": ".*Desktop.*" } } }], "route": [{ "value": "desktop" }] },
+            { "name": "api", "match": [{ "uri": { "prefix": "/api" } }], "route": [{ "value": "api" }] },
+            { "name": "payments", "match": [{ "uri": { "prefix": "/pay" } }],
+              "route": [{ "value": "payments-v1", "weight": 90 }, { "value": "payments-v2", "weight": 10 }] },
+        ],
+        "default": "frontend",
+        "sticky": { "cookie": "session" },
+    });
     tour::note(&format!("pluginConfig: {config}"));
-    let filter = WasmFilter::new(wasm_module("stamp_fixture")?, "stamp", &config);
-    let envoy = Envoy::start(&Bootstrap::to_upstream(backend.addr()).filter(filter))?;
-
+    let names = ["mobile", "desktop", "api", "payments-v1", "payments-v2", "frontend"];
+    let mut bootstrap = Bootstrap::new();
+    let mut upstreams = Vec::new();
+    for name in names {
+        let upstream = Upstream::start(Script::ok(name))?;
+        bootstrap = bootstrap.cluster(name, upstream.addr()).route(Route::prefix("/", name).when_header("x-route-destination", name));
+        upstreams.push(upstream);
+    }
+    let filter = WasmFilter::new(wasm_module("header_router")?, "header-router", &config);
+    let envoy = Envoy::start(&bootstrap.filter(filter))?;
     let requests = [
-        ("a plain GET", Request::get("/hello").header("user-agent", "demo/1.0")),
-        ("a POST with a body", Request::post("/orders", r#"{"item":"book"}"#).header("content-type", "application/json")),
+        ("a phone", Request::get("/").header("user-agent", "Mozilla/5.0 (iPhone) Mobile/15E148")),
+        ("a desktop browser", Request::get("/").header("user-agent", "Mozilla/5.0 (X11) Desktop")),
+        ("the API", Request::get("/api/orders?id=7").header("user-agent", "curl/8.5")),
+        ("a client that tries to pick its own route", Request::get("/").header("user-agent", "curl/8.5").header("x-route-destination", "payments-v2")),
+        ("canary user-7 (sticky by its session cookie)", Request::get("/pay").header("cookie", "session=user-7")),
+        ("canary user-7 again", Request::get("/pay").header("cookie", "session=user-7")),
     ];
-    for (i, (label, request)) in requests.iter().enumerate() {
+    for (label, request) in &requests {
         tour::request(label, request);
         let response = envoy.send(request)?;
-        tour::upstream("backend", backend.received().get(i));
+        let answered = response.header("x-upstream-identity").unwrap_or("?").to_string();
+        let upstream = names.iter().position(|n| *n == answered).and_then(|i| upstreams.get(i));
+        tour::upstream(&answered, upstream.and_then(|u| u.received().last().cloned()).as_ref());
         tour::response(&response);
     }
-    let count = envoy.wasm_metric("stamp.requests")?.unwrap_or(0);
+    let mut v2 = 0;
+    for user in 0..1000 {
+        let response = envoy.send(&Request::get("/pay").header("cookie", &format!("session=user-{user}")))?;
+        v2 += usize::from(response.header("x-upstream-identity") == Some("payments-v2"));
+    }
     println!();
-    tour::note(&format!("metric stamp.requests (Prometheus: stamp_requests) = {count}"));
+    tour::note(&format!("1,000 canary users: {v2} on payments-v2, {} on payments-v1 (weights 10 / 90)", 1000 - v2));
+    let default = envoy.wasm_metric("header_router.default")?.unwrap_or(0);
+    tour::note(&format!("metric header_router.default (Prometheus: header_router_default) = {default}"));
     Ok(())
 }
