@@ -47,8 +47,6 @@ struct Slot {
     skip: bool,
     /// Body this filter holds (it paused a body callback).
     pending: Vec<u8>,
-    /// Request headers stay readable after a filter paused on them.
-    request_headers_live: bool,
 }
 
 /// The maps as the stream carries them between filters.
@@ -324,7 +322,9 @@ impl Driver<'_> {
             slot.pending.append(&mut data);
             let mut body = std::mem::take(&mut slot.pending);
             let args = [slot.context as i32, body.len() as i32, i32::from(end)];
-            let access = Access { request_headers: slot.request_headers_live, ..Access::default() };
+            // Outside its own phase a header map is out of reach (BadArgument),
+            // even after the filter paused on it (seen in Envoy 1.40).
+            let access = Access::default();
             let step = self.step(i, callback, &args, access, Some((dir, &mut body)));
             match step {
                 Step::Continue => data = body,
@@ -411,8 +411,7 @@ impl Driver<'_> {
             if !self.active(i) {
                 continue;
             }
-            let live = self.slots.get(i).is_some_and(|s| s.request_headers_live);
-            let access = Access { response_headers: true, request_headers: live, ..Access::default() };
+            let access = Access { response_headers: true, ..Access::default() };
             let args = [self.context(i), self.maps.response_headers.len() as i32, i32::from(end_at_headers)];
             match self.step(i, "proxy_on_response_headers", &args, access, None) {
                 Step::Continue => {}

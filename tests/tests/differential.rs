@@ -138,6 +138,10 @@ fn pause_resumed_by_a_call_response_alike() {
             { "httpCall": { "cluster": "callout", "headers": [[":method", "GET"], [":path", "/check"], [":authority", "callout"]] } },
             { "returnAction": "pause" },
         ],
+        // Envoy keeps the headers of a stream that paused on them readable later.
+        "onResponseHeaders": [
+            { "getHeader": { "map": "request", "name": "user-agent", "to": to("response", "x-request-header-after-pause") } },
+        ],
         "onHttpCallResponse": [
             { "getHeader": { "map": "httpCallResponse", "name": ":status", "to": to("request", "x-callout-status") } },
             { "getHeader": { "map": "httpCallResponse", "name": "x-callout", "to": to("request", "x-callout-header") } },
