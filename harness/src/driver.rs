@@ -6,7 +6,7 @@
 //! local response ends the request and runs the response path; a trap is
 //! handled as the plugin's failure policy says.
 
-use crate::abi::{Action, MapKind};
+use crate::abi::Action;
 use crate::host::maps::Access;
 use crate::plugin::{FailurePolicy, Plugin};
 use crate::state::{HeaderMap, LocalResponse, StreamView};
@@ -152,7 +152,6 @@ impl Driver<'_> {
         let state = plugin.vm.store.data_mut();
         let context = self.slots.get(i).map_or(0, |s| s.context);
         state.access = access;
-        state.effective_context = context;
         if let Some(view) = state.stream.as_mut() {
             view.context_id = context;
             view.request_headers = std::mem::take(&mut self.maps.request_headers);
@@ -343,13 +342,9 @@ impl Driver<'_> {
     }
 
     fn trailers(&mut self, dir: Dir) -> Result<(), Stop> {
-        let (callback, map) = match dir {
-            Dir::Request => ("proxy_on_request_trailers", MapKind::RequestTrailers),
-            Dir::Response => ("proxy_on_response_trailers", MapKind::ResponseTrailers),
-        };
-        let access = match map {
-            MapKind::RequestTrailers => Access { request_trailers: true, ..Access::default() },
-            _ => Access { response_trailers: true, ..Access::default() },
+        let (callback, access) = match dir {
+            Dir::Request => ("proxy_on_request_trailers", Access { request_trailers: true, ..Access::default() }),
+            Dir::Response => ("proxy_on_response_trailers", Access { response_trailers: true, ..Access::default() }),
         };
         for (position, i) in self.order(dir).into_iter().enumerate() {
             if !self.active(i) {

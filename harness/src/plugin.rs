@@ -165,7 +165,6 @@ impl Plugin {
     /// tick period once the module set one.
     pub fn tick(&mut self) -> Result<(), crate::vm::Trap> {
         let root = self.vm.root_context_id as i32;
-        self.vm.store.data_mut().effective_context = root as u32;
         self.vm.call("proxy_on_tick", &[root]).map(|_| ())
     }
 
@@ -175,7 +174,6 @@ impl Plugin {
     /// is done, after `proxy_on_delete`.
     pub fn shutdown(&mut self) -> Result<bool, crate::vm::Trap> {
         let root = self.vm.root_context_id as i32;
-        self.vm.store.data_mut().effective_context = root as u32;
         if self.vm.call("proxy_on_done", &[root])? == Some(0) {
             self.vm.store.data_mut().done_pending = true;
             return Ok(false);
@@ -213,7 +211,6 @@ fn boot(module: &Module, info: &Arc<PluginInfo>, config: &PluginConfig, shared: 
     {
         let state = vm.store.data_mut();
         state.root_context_id = root;
-        state.effective_context = root;
         state.properties = config.properties.clone();
         state.clusters = Arc::new(config.clusters.clone());
         state.now_nanos = config.now_nanos;

@@ -190,7 +190,6 @@ pub struct HostState {
     /// Fixed clock (nanoseconds since the epoch); the system clock if None.
     pub now_nanos: Option<u64>,
     pub tick_period_ms: u32,
-    pub effective_context: u32,
     pub root_context_id: u32,
     /// Properties the test set for the plugin (apply to every request).
     pub properties: HashMap<Vec<String>, PropertyValue>,
@@ -205,7 +204,6 @@ pub struct HostState {
     pub pending_calls: Vec<(u32, bool)>,
     pub call_response: Option<CallResponse>,
     pub grpc_status: Option<(u32, String)>,
-    pub foreign_calls: Vec<String>,
     /// Clusters the module may call, and how each answers.
     pub clusters: Arc<HashMap<String, crate::stream::CallReply>>,
     /// The root context's `proxy_on_done` returned false: it will call
@@ -231,7 +229,6 @@ impl HostState {
             host_calls: BTreeMap::new(),
             now_nanos: None,
             tick_period_ms: 0,
-            effective_context: 0,
             root_context_id: 0,
             properties: HashMap::new(),
             root_filter_state: HashMap::new(),
@@ -243,7 +240,6 @@ impl HostState {
             pending_calls: Vec::new(),
             call_response: None,
             grpc_status: None,
-            foreign_calls: Vec::new(),
             clusters: Arc::new(HashMap::new()),
             done_pending: false,
             done_called: false,
