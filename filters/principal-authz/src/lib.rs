@@ -1,0 +1,20 @@
+//! principal-authz: allows or denies each request by the caller's mTLS
+//! identity (SPIFFE ID), namespace, host, port, method, path and headers,
+//! with Istio AuthorizationPolicy semantics (DENY before ALLOW, AUDIT logged),
+//! on a path normalized so that encodings cannot dodge a rule.
+
+pub mod config;
+pub mod identity;
+pub mod ip;
+pub mod path;
+pub mod policy;
+pub mod template;
+// The glue exists only in the module; unit tests (native, or wasm32 under
+// Node) test the logic without a proxy-wasm host.
+#[cfg(all(target_arch = "wasm32", not(test)))]
+mod filter;
+
+#[cfg(all(target_arch = "wasm32", not(test)))]
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| Box::<filter::AuthzRoot>::default());
+}}

@@ -1,0 +1,265 @@
+//! The decision, as Istio makes it: any matching DENY policy denies; with no
+//! ALLOW policy the request is allowed; a matching ALLOW policy allows;
+//! otherwise it is denied. AUDIT policies change nothing and are reported.
+//! Pure logic over a [`RequestView`]; the glue gathers the view.
+
+use crate::identity::Identity;
+use crate::ip::IpBlock;
+use crate::template::PathMatch;
+use filter_common::IstioMatch;
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Allow,
+    Deny,
+    Audit,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub action: Action,
+    /// None matching means the policy does not apply; an empty rule applies
+    /// to every request.
+    pub rules: Vec<Rule>,
+}
+
+/// One `from`, one `to` and every `when` must match (an empty list is no
+/// constraint).
+#[derive(Debug, Clone, Default)]
+pub struct Rule {
+    pub from: Vec<Source>,
+    pub to: Vec<Operation>,
+    pub when: Vec<Condition>,
+}
+
+/// A field and its `not` twin: the values are ORed, the field holds when one
+/// of `values` matches (if any are set) and none of `not_values` does. Both
+/// empty: the field is not set.
+#[derive(Debug, Clone)]
+pub struct Field<M> {
+    pub values: Vec<M>,
+    pub not_values: Vec<M>,
+}
+
+impl<M> Default for Field<M> {
+    fn default() -> Self {
+        Self { values: Vec::new(), not_values: Vec::new() }
+    }
+}
+
+impl<M> Field<M> {
+    pub fn is_set(&self) -> bool {
+        !self.values.is_empty() || !self.not_values.is_empty()
+    }
+
+    fn holds_for<T: Copy>(&self, value: T, matches: impl Fn(&M, T) -> bool) -> bool {
+        (self.values.is_empty() || self.values.iter().any(|m| matches(m, value)))
+            && !self.not_values.iter().any(|m| matches(m, value))
+    }
+
+    /// For what only an authenticated peer has (principal, namespace) and
+    /// for addresses: with no value, neither the field nor its negation
+    /// matches. A plaintext caller is not "not billing"; it is no one
+    /// (ISTIO-SECURITY-2021-004).
+    fn holds_for_known<T: Copy>(&self, value: Option<T>, matches: impl Fn(&M, T) -> bool) -> bool {
+        !self.is_set() || value.is_some_and(|v| self.holds_for(v, matches))
+    }
+
+    /// For request attributes: with no value, only a negation holds (as
+    /// Envoy's inverted header matcher does).
+    fn holds_for_request<T: Copy>(&self, value: Option<T>, matches: impl Fn(&M, T) -> bool) -> bool {
+        match value {
+            Some(v) => self.holds_for(v, matches),
+            None => self.values.is_empty(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub principals: Field<IstioMatch>,
+    pub namespaces: Field<IstioMatch>,
+    pub ip_blocks: Field<IpBlock>,
+    pub remote_ip_blocks: Field<IpBlock>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Operation {
+    /// Lower-cased, without port or trailing dot.
+    pub hosts: Field<IstioMatch>,
+    pub ports: Field<u16>,
+    pub methods: Field<IstioMatch>,
+    pub paths: Field<PathMatch>,
+}
+
+/// A `when` condition, by key.
+#[derive(Debug, Clone)]
+pub enum Condition {
+    /// `request.headers[name]`, name lower-cased.
+    Header(String, Field<IstioMatch>),
+    SourceIp(Field<IpBlock>),
+    RemoteIp(Field<IpBlock>),
+    SourceNamespace(Field<IstioMatch>),
+    SourcePrincipal(Field<IstioMatch>),
+    DestinationIp(Field<IpBlock>),
+    DestinationPort(Field<u16>),
+    Sni(Field<IstioMatch>),
+}
+
+/// What the policies look at, gathered by the glue.
+#[derive(Debug, Clone, Default)]
+pub struct RequestView<'a> {
+    pub identity: Option<&'a Identity>,
+    /// `:authority` lower-cased, without port or trailing dot.
+    pub host: Option<&'a str>,
+    pub method: Option<&'a str>,
+    /// Normalized (see `path::normalize`), without the query.
+    pub path: &'a str,
+    /// Every request header, in order, repeated names included.
+    pub headers: &'a [(String, Vec<u8>)],
+    /// Envoy's `source.address`: the downstream peer, or the client that
+    /// Envoy's trusted X-Forwarded-For hops name.
+    pub source_ip: Option<IpAddr>,
+    pub destination_ip: Option<IpAddr>,
+    pub destination_port: Option<u16>,
+    pub sni: Option<&'a str>,
+}
+
+/// Which policy and rule matched (indexes into the configured lists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Matched {
+    pub policy: usize,
+    pub rule: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A DENY policy matched.
+    DeniedBy(Matched),
+    /// ALLOW policies exist and none matched.
+    NoAllowMatched,
+    AllowedBy(Matched),
+    /// No ALLOW policy exists and no DENY policy matched.
+    NoAllowPolicy,
+}
+
+impl Verdict {
+    pub fn allows(&self) -> bool {
+        matches!(self, Self::AllowedBy(_) | Self::NoAllowPolicy)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// AUDIT policies that matched (first matching rule of each).
+    pub audits: Vec<Matched>,
+}
+
+/// Evaluates the policies on a request.
+pub fn decide(policies: &[Policy], view: &RequestView<'_>) -> Decision {
+    let first_match = |action: Action| {
+        policies.iter().enumerate().filter(move |(_, p)| p.action == action).find_map(|(i, p)| {
+            p.rules.iter().position(|r| r.matches(view, action)).map(|rule| Matched { policy: i, rule })
+        })
+    };
+    let verdict = if let Some(m) = first_match(Action::Deny) {
+        Verdict::DeniedBy(m)
+    } else if !policies.iter().any(|p| p.action == Action::Allow) {
+        Verdict::NoAllowPolicy
+    } else if let Some(m) = first_match(Action::Allow) {
+        Verdict::AllowedBy(m)
+    } else {
+        Verdict::NoAllowMatched
+    };
+    let audits = policies
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.action == Action::Audit)
+        .filter_map(|(i, p)| {
+            p.rules.iter().position(|r| r.matches(view, Action::Audit)).map(|rule| Matched { policy: i, rule })
+        })
+        .collect();
+    Decision { verdict, audits }
+}
+
+impl Rule {
+    /// `action` decides how a repeated header counts: for ALLOW every value
+    /// must satisfy a condition, for DENY and AUDIT one is enough, so a
+    /// second header line can neither widen an ALLOW nor dodge a DENY.
+    fn matches(&self, view: &RequestView<'_>, action: Action) -> bool {
+        (self.from.is_empty() || self.from.iter().any(|s| s.matches(view)))
+            && (self.to.is_empty() || self.to.iter().any(|o| o.matches(view)))
+            && self.when.iter().all(|c| c.matches(view, action))
+    }
+}
+
+fn istio(m: &IstioMatch, v: &str) -> bool {
+    m.matches(Some(v))
+}
+
+fn ip(block: &IpBlock, ip: IpAddr) -> bool {
+    block.contains(ip)
+}
+
+fn port(want: &u16, got: u16) -> bool {
+    *want == got
+}
+
+impl Source {
+    fn matches(&self, view: &RequestView<'_>) -> bool {
+        let principal = view.identity.map(|id| id.principal.as_str());
+        let namespace = view.identity.and_then(|id| id.namespace.as_deref());
+        self.principals.holds_for_known(principal, istio)
+            && self.namespaces.holds_for_known(namespace, istio)
+            && self.ip_blocks.holds_for_known(view.source_ip, ip)
+            && self.remote_ip_blocks.holds_for_known(view.source_ip, ip)
+    }
+}
+
+impl Operation {
+    fn matches(&self, view: &RequestView<'_>) -> bool {
+        self.hosts.holds_for_request(view.host, istio)
+            && self.ports.holds_for_request(view.destination_port, port)
+            && self.methods.holds_for_request(view.method, istio)
+            && self.paths.holds_for_request(Some(view.path), |m: &PathMatch, p| m.matches(p))
+    }
+}
+
+impl Condition {
+    fn matches(&self, view: &RequestView<'_>, action: Action) -> bool {
+        let principal = view.identity.map(|id| id.principal.as_str());
+        let namespace = view.identity.and_then(|id| id.namespace.as_deref());
+        match self {
+            Self::Header(name, field) => {
+                let mut values = view
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| k == name)
+                    .map(|(_, v)| String::from_utf8_lossy(v))
+                    .peekable();
+                if values.peek().is_none() {
+                    return field.holds_for_request(None::<&str>, istio);
+                }
+                let mut holds = |v: Cow<'_, str>| field.holds_for(v.as_ref(), istio);
+                match action {
+                    Action::Allow => values.all(|v| holds(v)),
+                    Action::Deny | Action::Audit => values.any(|v| holds(v)),
+                }
+            }
+            Self::SourceIp(f) | Self::RemoteIp(f) => f.holds_for_known(view.source_ip, ip),
+            Self::SourceNamespace(f) => f.holds_for_known(namespace, istio),
+            Self::SourcePrincipal(f) => f.holds_for_known(principal, istio),
+            Self::DestinationIp(f) => f.holds_for_known(view.destination_ip, ip),
+            Self::DestinationPort(f) => f.holds_for_request(view.destination_port, port),
+            Self::Sni(f) => f.holds_for_request(view.sni, istio),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod tests;
