@@ -244,7 +244,7 @@ impl Condition {
                 if values.peek().is_none() {
                     return field.holds_for_request(None::<&str>, istio);
                 }
-                let mut holds = |v: Cow<'_, str>| field.holds_for(v.as_ref(), istio);
+                let holds = |v: Cow<'_, str>| field.holds_for(v.as_ref(), istio);
                 match action {
                     Action::Allow => values.all(|v| holds(v)),
                     Action::Deny | Action::Audit => values.any(|v| holds(v)),

@@ -1,0 +1,332 @@
+//! The proxy-wasm glue: the root context compiles the policies and defines
+//! the metrics once; each request's context reads the header map and the
+//! peer's URI SAN (two host calls; addresses, port and SNI only when a policy
+//! needs them), normalizes the path, asks `policy::decide`, and then sends the
+//! normalized path upstream or answers the denial. Whatever it cannot read,
+//! it denies.
+
+use crate::config::Config;
+use crate::identity::{forwarded_uri, Identity};
+use crate::ip::address_ip;
+use crate::path::normalize;
+use crate::policy::{decide, Action as PolicyAction, Decision, Matched, RequestView, Verdict};
+use filter_common::{AbiHost, Host, HostError, LogLevel, MapType, Metric};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+use std::rc::Rc;
+
+const XFCC: &str = "x-forwarded-client-cert";
+
+/// Metric names keep to characters Prometheus accepts once dots become underscores.
+fn metric_part(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
+}
+
+/// Defined at configure time so requests only increment.
+struct Metrics {
+    allowed: Option<Metric>,
+    denied: Option<Metric>,
+    dry_run_denied: Option<Metric>,
+    audited: Option<Metric>,
+    path_normalized: Option<Metric>,
+    path_rejected: Option<Metric>,
+    errors: Option<Metric>,
+    /// Per policy, what its action does: `allowed`, `denied` (and
+    /// `dry_run_denied`) or `audited`.
+    policies: Vec<Option<Metric>>,
+}
+
+impl Metrics {
+    fn define(host: &dyn Host, config: &Config) -> Self {
+        let counter = |name: String| Metric::counter(host, &name).ok();
+        let policies = config
+            .policies
+            .iter()
+            .map(|p| {
+                let prefix = format!("principal_authz.policy.{}", metric_part(&p.name));
+                let outcome = match p.action {
+                    PolicyAction::Allow => "allowed",
+                    PolicyAction::Deny if config.dry_run => "dry_run_denied",
+                    PolicyAction::Deny => "denied",
+                    PolicyAction::Audit => "audited",
+                };
+                counter(format!("{prefix}.{outcome}"))
+            })
+            .collect();
+        Self {
+            allowed: counter("principal_authz.allowed".into()),
+            denied: counter("principal_authz.denied".into()),
+            dry_run_denied: counter("principal_authz.dry_run_denied".into()),
+            audited: counter("principal_authz.audited".into()),
+            path_normalized: counter("principal_authz.path_normalized".into()),
+            path_rejected: counter("principal_authz.path_rejected".into()),
+            errors: counter("principal_authz.errors".into()),
+            policies,
+        }
+    }
+
+    fn policy(&self, index: usize) -> Option<&Metric> {
+        self.policies.get(index).and_then(Option::as_ref)
+    }
+}
+
+fn count(host: &dyn Host, metric: Option<&Metric>) {
+    if let Some(m) = metric {
+        m.inc(host);
+    }
+}
+
+struct Shared {
+    config: Config,
+    metrics: Metrics,
+    debug: bool,
+}
+
+#[derive(Default)]
+pub struct AuthzRoot {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for AuthzRoot {}
+
+impl RootContext for AuthzRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let host = AbiHost;
+        let config = match host.plugin_configuration().map(|b| Config::parse(b.as_deref())) {
+            Ok(Ok(config)) => config,
+            Ok(Err(e)) => {
+                host.log(LogLevel::Error, &format!("principal-authz: invalid configuration: {e}"));
+                return false;
+            }
+            Err(e) => {
+                host.log(LogLevel::Error, &format!("principal-authz: cannot read the configuration: {e}"));
+                return false;
+            }
+        };
+        let metrics = Metrics::define(&host, &config);
+        let debug = host.log_level().is_ok_and(|l| l <= LogLevel::Debug);
+        self.shared = Some(Rc::new(Shared { config, metrics, debug }));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let shared = Rc::clone(self.shared.as_ref()?);
+        Some(Box::new(AuthzStream { shared }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct AuthzStream {
+    shared: Rc<Shared>,
+}
+
+impl Context for AuthzStream {}
+
+/// What the stream should do once the policies have spoken.
+enum Outcome {
+    /// Pass on, with `:path` replaced when normalization changed it.
+    Allow { rewrite: Option<String> },
+    Deny,
+}
+
+/// The request's own attributes, read from the header map.
+struct Pseudo<'a> {
+    path: Option<&'a str>,
+    method: Option<&'a str>,
+    authority: Option<&'a str>,
+    request_id: &'a str,
+    xfcc: Vec<&'a str>,
+}
+
+fn pseudo(headers: &[(String, Vec<u8>)]) -> Pseudo<'_> {
+    let text = |name: &str| headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok());
+    Pseudo {
+        path: text(":path"),
+        method: text(":method"),
+        authority: text(":authority"),
+        request_id: text("x-request-id").unwrap_or("-"),
+        xfcc: headers.iter().filter(|(k, _)| k == XFCC).filter_map(|(_, v)| std::str::from_utf8(v).ok()).collect(),
+    }
+}
+
+/// `Payments.Example.:8443` → `payments.example`, `[::1]:80` → `[::1]`.
+fn host_of(authority: &str) -> String {
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => authority,
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    host.to_ascii_lowercase()
+}
+
+fn text_property(host: &dyn Host, path: &[&str]) -> Result<Option<String>, HostError> {
+    Ok(host.property(path)?.and_then(|v| String::from_utf8(v).ok()))
+}
+
+impl AuthzStream {
+    fn evaluate(&self, host: &dyn Host) -> Result<Outcome, HostError> {
+        let shared = &*self.shared;
+        let config = &shared.config;
+        let metrics = &shared.metrics;
+        let headers = host.headers(MapType::RequestHeaders)?;
+        let req = pseudo(&headers);
+        let peer_uri = text_property(host, &["connection", "uri_san_peer_certificate"])?;
+        let peer = peer_uri.as_deref().and_then(Identity::from_uri);
+        let forwarded = match (&peer, &peer_uri) {
+            (Some(p), Some(uri)) if config.trusted_proxies.iter().any(|m| m.matches(Some(&p.principal))) => {
+                forwarded_uri(&req.xfcc, uri).and_then(|u| Identity::from_uri(&u))
+            }
+            _ => None,
+        };
+        let identity = forwarded.as_ref().or(peer.as_ref());
+        let principal = identity.map_or("-", |id| id.principal.as_str());
+
+        let raw_path = req.path.unwrap_or_default();
+        let normalized = match normalize(raw_path) {
+            Ok(n) => n,
+            Err(why) => {
+                count(host, metrics.path_rejected.as_ref());
+                host.log(
+                    LogLevel::Info,
+                    &format!("principal-authz: request {} from {principal:?} denied: {why}", req.request_id),
+                );
+                return Ok(self.refuse(host));
+            }
+        };
+        let needs = config.needs;
+        let source_ip = if needs.source_address {
+            text_property(host, &["source", "address"])?.as_deref().and_then(address_ip)
+        } else {
+            None
+        };
+        let destination_ip = if needs.destination_address {
+            text_property(host, &["destination", "address"])?.as_deref().and_then(address_ip)
+        } else {
+            None
+        };
+        let destination_port = if needs.destination_port {
+            host.property(&["destination", "port"])?
+                .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes))
+                .and_then(|p| u16::try_from(p).ok())
+        } else {
+            None
+        };
+        let sni = if needs.sni { text_property(host, &["connection", "requested_server_name"])? } else { None };
+        let host_name = req.authority.map(host_of);
+        let view = RequestView {
+            identity,
+            host: host_name.as_deref(),
+            method: req.method,
+            path: &normalized.path,
+            headers: &headers,
+            source_ip,
+            destination_ip,
+            destination_port,
+            sni: sni.as_deref().filter(|s| !s.is_empty()),
+        };
+        let decision = decide(&config.policies, &view);
+        self.report(host, &decision, req.request_id, principal);
+        if decision.verdict.allows() {
+            let request_path = normalized.to_request_path();
+            let rewrite = (request_path != raw_path).then_some(request_path);
+            Ok(Outcome::Allow { rewrite })
+        } else {
+            Ok(self.refuse(host))
+        }
+    }
+
+    /// Deny, unless the whole filter runs dry.
+    fn refuse(&self, host: &dyn Host) -> Outcome {
+        let metrics = &self.shared.metrics;
+        if self.shared.config.dry_run {
+            count(host, metrics.dry_run_denied.as_ref());
+            Outcome::Allow { rewrite: None }
+        } else {
+            count(host, metrics.denied.as_ref());
+            Outcome::Deny
+        }
+    }
+
+    /// Counts and logs the decision: denials and audits at info, the rest at debug.
+    fn report(&self, host: &dyn Host, decision: &Decision, request_id: &str, principal: &str) {
+        let shared = &*self.shared;
+        let name = |m: &Matched| shared.config.policies.get(m.policy).map_or("?", |p| p.name.as_str());
+        for audit in &decision.audits {
+            count(host, shared.metrics.audited.as_ref());
+            count(host, shared.metrics.policy(audit.policy));
+            host.log(
+                LogLevel::Info,
+                &format!(
+                    "principal-authz: request {request_id} from {principal:?}: audited by policy {:?} rule {}",
+                    name(audit),
+                    audit.rule
+                ),
+            );
+        }
+        let (why, by) = match &decision.verdict {
+            Verdict::DeniedBy(m) => (format!("denied by policy {:?} rule {}", name(m), m.rule), Some(m)),
+            Verdict::NoAllowMatched => ("denied: no ALLOW policy matched".to_string(), None),
+            Verdict::AllowedBy(m) => (format!("allowed by policy {:?} rule {}", name(m), m.rule), Some(m)),
+            Verdict::NoAllowPolicy => ("allowed: no ALLOW policy, no DENY matched".to_string(), None),
+        };
+        if let Some(m) = by {
+            count(host, shared.metrics.policy(m.policy));
+        }
+        let allows = decision.verdict.allows();
+        if allows {
+            count(host, shared.metrics.allowed.as_ref());
+        }
+        if !allows || shared.debug {
+            let dry = if !allows && shared.config.dry_run { " (dry run: let through)" } else { "" };
+            let level = if allows { LogLevel::Debug } else { LogLevel::Info };
+            host.log(level, &format!("principal-authz: request {request_id} from {principal:?} {why}{dry}"));
+        }
+    }
+
+    fn deny(&self, host: &dyn Host) {
+        let config = &self.shared.config;
+        let headers: [(&str, &[u8]); 1] = [("content-type", b"text/plain")];
+        if let Err(e) = host.send_local_response(config.deny_status, "principal_authz_denied", &headers, config.deny_body.as_bytes()) {
+            // The stream stays paused: still closed to the caller.
+            host.log(LogLevel::Error, &format!("principal-authz: cannot answer the denial: {e}"));
+        }
+    }
+}
+
+impl HttpContext for AuthzStream {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let host = AbiHost;
+        let outcome = self.evaluate(&host).and_then(|outcome| match outcome {
+            Outcome::Allow { rewrite: Some(path) } => {
+                host.replace_header(MapType::RequestHeaders, ":path", path.as_bytes())?;
+                count(&host, self.shared.metrics.path_normalized.as_ref());
+                // ABI 0.2.1 re-routes on the change by itself; later ABIs need the call.
+                let _ = host.clear_route_cache();
+                Ok(Outcome::Allow { rewrite: None })
+            }
+            other => Ok(other),
+        });
+        match outcome {
+            Ok(Outcome::Allow { .. }) => Action::Continue,
+            Ok(Outcome::Deny) => {
+                self.deny(&host);
+                Action::Pause
+            }
+            Err(e) => {
+                // Fail closed: a request the filter cannot judge does not pass.
+                count(&host, self.shared.metrics.errors.as_ref());
+                host.log(LogLevel::Warn, &format!("principal-authz: cannot read the request ({e}): denying it"));
+                match self.refuse(&host) {
+                    Outcome::Deny => {
+                        self.deny(&host);
+                        Action::Pause
+                    }
+                    Outcome::Allow { .. } => Action::Continue,
+                }
+            }
+        }
+    }
+}
