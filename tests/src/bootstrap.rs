@@ -117,6 +117,24 @@ pub struct Bootstrap {
     pub upstream_filters: Vec<WasmFilter>,
     pub routes: Vec<Route>,
     pub clusters: Vec<(String, SocketAddr)>,
+    /// TLS on the listener; None: plaintext only.
+    pub tls: Option<ListenerTls>,
+    /// The HTTP connection manager's `forward_client_cert_details`
+    /// (Envoy's default: SANITIZE).
+    pub forward_client_cert: Option<String>,
+}
+
+/// A TLS listener, as an Istio sidecar's inbound one: the server
+/// certificate, the CA client certificates must chain to, and whether a
+/// client certificate is required. With `plaintext_too`, a second filter
+/// chain takes plaintext connections (Istio's PERMISSIVE mode).
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    pub require_client_certificate: bool,
+    pub plaintext_too: bool,
 }
 
 impl Bootstrap {
@@ -149,6 +167,18 @@ impl Bootstrap {
         self
     }
 
+    pub fn tls(mut self, tls: ListenerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// `APPEND_FORWARD`, `SANITIZE_SET`, … with the peer's URI in the element
+    /// this Envoy adds.
+    pub fn forward_client_cert(mut self, mode: &str) -> Self {
+        self.forward_client_cert = Some(mode.to_string());
+        self
+    }
+
     /// Pins the listener to a port (0, the default, lets the OS choose).
     pub fn listener_port(mut self, port: u16) -> Self {
         self.listener_port = port;
@@ -169,26 +199,61 @@ impl Bootstrap {
         http_filters.push(json!({ "name": "envoy.filters.http.router", "typed_config": router }));
         let routes: Vec<Value> = self.routes.iter().map(|r| r.0.clone()).collect();
         let clusters: Vec<Value> = self.clusters.iter().map(|(name, addr)| cluster_json(name, *addr)).collect();
+        let mut hcm = json!({
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "ingress",
+                "route_config": {
+                    "name": "local",
+                    "virtual_hosts": [{ "name": "all", "domains": ["*"], "routes": routes }],
+                },
+                "http_filters": http_filters,
+            },
+        });
+        if let Some(mode) = &self.forward_client_cert {
+            hcm["typed_config"]["forward_client_cert_details"] = json!(mode);
+            hcm["typed_config"]["set_current_client_cert_details"] = json!({ "uri": true });
+        }
+        let mut listener = json!({
+            "name": "ingress",
+            "address": socket(SocketAddr::from(([127, 0, 0, 1], self.listener_port))),
+            "filter_chains": [{ "filters": [hcm.clone()] }],
+        });
+        if let Some(tls) = &self.tls {
+            listener["filter_chains"][0]["transport_socket"] = tls.transport_socket();
+            if tls.plaintext_too {
+                listener["filter_chains"][0]["filter_chain_match"] = json!({ "transport_protocol": "tls" });
+                listener["filter_chains"]
+                    .as_array_mut()
+                    .map(|chains| chains.push(json!({ "filter_chain_match": { "transport_protocol": "raw_buffer" }, "filters": [hcm] })));
+                listener["listener_filters"] = json!([{
+                    "name": "envoy.filters.listener.tls_inspector",
+                    "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector" },
+                }]);
+            }
+        }
         json!({
             "admin": { "address": socket(SocketAddr::from(([127, 0, 0, 1], 0))) },
-            "static_resources": {
-                "listeners": [{
-                    "name": "ingress",
-                    "address": socket(SocketAddr::from(([127, 0, 0, 1], self.listener_port))),
-                    "filter_chains": [{ "filters": [{
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "ingress",
-                            "route_config": {
-                                "name": "local",
-                                "virtual_hosts": [{ "name": "all", "domains": ["*"], "routes": routes }],
-                            },
-                            "http_filters": http_filters,
-                        },
-                    }]}],
-                }],
-                "clusters": clusters,
+            "static_resources": { "listeners": [listener], "clusters": clusters },
+        })
+    }
+}
+
+impl ListenerTls {
+    fn transport_socket(&self) -> Value {
+        json!({
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                "require_client_certificate": self.require_client_certificate,
+                "common_tls_context": {
+                    "tls_certificates": [{
+                        "certificate_chain": { "filename": self.cert },
+                        "private_key": { "filename": self.key },
+                    }],
+                    "validation_context": { "trusted_ca": { "filename": self.ca } },
+                },
             },
         })
     }

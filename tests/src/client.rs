@@ -2,7 +2,7 @@
 
 use crate::error::KitError;
 use crate::http::{read_message, write_message, Message};
-use std::io::BufReader;
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -41,6 +41,12 @@ impl Request {
         let stream = TcpStream::connect_timeout(&to, TIMEOUT).map_err(KitError::io("connecting to the listener"))?;
         stream.set_read_timeout(Some(TIMEOUT)).map_err(KitError::io("setting a timeout"))?;
         stream.set_write_timeout(Some(TIMEOUT)).map_err(KitError::io("setting a timeout"))?;
+        self.send_over(stream)
+    }
+
+    /// Sends the request on an open connection (TCP, TLS) and reads the
+    /// whole response; the connection is closed after it.
+    pub fn send_over<S: Read + Write>(&self, mut stream: S) -> Result<Response, KitError> {
         let mut headers = self.headers.clone();
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
             headers.insert(0, ("host".into(), "localhost".into()));
@@ -52,9 +58,8 @@ impl Request {
             headers.push(("content-length".into(), self.body.len().to_string()));
         }
         headers.push(("connection".into(), "close".into()));
-        let mut writer = &stream;
-        write_message(&mut writer, &format!("{} {} HTTP/1.1", self.method, self.path), &headers, &self.body)?;
-        let message = read_message(&mut BufReader::new(&stream), true)?
+        write_message(&mut stream, &format!("{} {} HTTP/1.1", self.method, self.path), &headers, &self.body)?;
+        let message = read_message(&mut BufReader::new(&mut stream), true)?
             .ok_or_else(|| KitError::Protocol("connection closed without a response".into()))?;
         Response::from_message(message)
     }

@@ -50,16 +50,20 @@ pub fn wasm_module(name: &str) -> Result<PathBuf, KitError> {
 }
 
 /// A folder of the test's own, removed when dropped.
-struct ScratchDir(PathBuf);
+pub struct ScratchDir(PathBuf);
 
 impl ScratchDir {
-    fn new() -> Result<Self, KitError> {
+    pub fn new() -> Result<Self, KitError> {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let path = std::env::temp_dir().join(format!("e2e-envoy-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).map_err(KitError::io("creating a scratch folder"))?;
         Ok(Self(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
     }
 }
 

@@ -14,11 +14,13 @@ pub mod envoy;
 pub mod error;
 pub mod http;
 pub mod manifests;
+pub mod tls;
 pub mod tour;
 pub mod upstream;
 
-pub use bootstrap::{Bootstrap, Route, WasmFilter};
+pub use bootstrap::{Bootstrap, ListenerTls, Route, WasmFilter};
 pub use client::{Request, Response};
 pub use envoy::{wasm_module, workspace_root, Envoy};
 pub use error::KitError;
+pub use tls::{Credential, Pki};
 pub use upstream::{Received, Script, Upstream};

@@ -29,31 +29,46 @@ impl Identity {
     }
 }
 
-/// The URI of the client certificate that the proxy `peer_uri` forwarded: the
-/// last `x-forwarded-client-cert` element, which a proxy appending or
-/// setting XFCC writes, and only if its `By` is that proxy's own URI (an
-/// element a client wrote names someone else, or no one). `values` are the
-/// header's values in order; several header lines read as one list.
+/// The URI of the client certificate that the proxy `peer_uri` forwarded in
+/// `x-forwarded-client-cert` (`values`: the header's lines in order, read as
+/// one list). A proxy that appends (or sets) XFCC puts its element last, with
+/// `By` = its own URI; elements a client wrote come before it, or name
+/// someone else. If this Envoy appends XFCC itself (Istio's sidecars do), its
+/// own element, describing the peer, comes last and is skipped.
 pub fn forwarded_uri(values: &[&str], peer_uri: &str) -> Option<String> {
     let joined = values.join(",");
-    let last = split_outside_quotes(&joined, ',').into_iter().next_back()?;
-    let mut by = None;
-    let mut uri = None;
-    for pair in split_outside_quotes(last, ';') {
-        let Some((key, value)) = pair.split_once('=') else { continue };
-        let value = unquote(value.trim());
-        match key.trim().to_ascii_lowercase().as_str() {
-            "by" if by.is_none() => by = Some(value),
-            "uri" if uri.is_none() => uri = Some(value),
-            // A repeated key is a forged element: refuse it whole.
-            "by" | "uri" => return None,
-            _ => {}
-        }
+    let mut elements = split_outside_quotes(&joined, ',').into_iter().rev().map(parse_element);
+    let mut last = elements.next()??;
+    if last.uri.as_deref() == Some(peer_uri) && last.by.as_deref() != Some(peer_uri) {
+        last = elements.next()??;
     }
-    if by? != peer_uri {
+    if last.by.as_deref() != Some(peer_uri) {
         return None;
     }
-    uri.filter(|u| !u.is_empty())
+    last.uri.filter(|u| !u.is_empty())
+}
+
+struct Element {
+    by: Option<String>,
+    uri: Option<String>,
+}
+
+/// One XFCC element's `By` and `URI`; None if either key repeats (a forged
+/// element, refused whole).
+fn parse_element(element: &str) -> Option<Element> {
+    let mut e = Element { by: None, uri: None };
+    for pair in split_outside_quotes(element, ';') {
+        let Some((key, value)) = pair.split_once('=') else { continue };
+        let slot = match key.trim().to_ascii_lowercase().as_str() {
+            "by" => &mut e.by,
+            "uri" => &mut e.uri,
+            _ => continue,
+        };
+        if slot.replace(unquote(value.trim())).is_some() {
+            return None;
+        }
+    }
+    Some(e)
 }
 
 /// Splits on `sep` except inside double quotes (XFCC quotes values that
@@ -119,6 +134,22 @@ mod tests {
     }
 
     #[test]
+    fn this_envoys_own_element_about_the_peer_is_skipped() {
+        let chain = format!(
+            "By={GATEWAY};URI=spiffe://cluster.local/ns/billing/sa/billing,By=spiffe://cluster.local/ns/payments/sa/payments;URI={GATEWAY}"
+        );
+        assert_eq!(forwarded_uri(&[&chain], GATEWAY).as_deref(), Some("spiffe://cluster.local/ns/billing/sa/billing"));
+        // Only this Envoy's element: the gateway forwarded nothing.
+        let ours = format!("By=spiffe://cluster.local/ns/payments/sa/payments;URI={GATEWAY}");
+        assert_eq!(forwarded_uri(&[&ours], GATEWAY), None);
+        // A client's forged element before ours, claiming to be by the gateway,
+        // is still only accepted because the gateway is trusted to append: the
+        // docs say so. One not claiming the gateway is refused.
+        let forged = format!("By=spiffe://x/ns/x/sa/x;URI=spiffe://cluster.local/ns/billing/sa/billing,{ours}");
+        assert_eq!(forwarded_uri(&[&forged], GATEWAY), None);
+    }
+
+    #[test]
     fn elements_written_by_others_are_ignored() {
         let client_forged = "By=spiffe://x/ns/y/sa/z;URI=spiffe://cluster.local/ns/billing/sa/billing";
         // The client's forged element comes first; the proxy appended its own.
@@ -136,6 +167,7 @@ mod tests {
         let quoted = format!("By={GATEWAY};Subject=\"CN=x,By={GATEWAY}\";URI=spiffe://c/ns/c/sa/c");
         assert_eq!(forwarded_uri(&[&quoted], GATEWAY).as_deref(), Some("spiffe://c/ns/c/sa/c"));
         assert_eq!(forwarded_uri(&[], GATEWAY), None);
+        assert_eq!(forwarded_uri(&[""], GATEWAY), None);
         assert_eq!(forwarded_uri(&[&format!("By={GATEWAY}")], GATEWAY), None);
     }
 }
