@@ -11,7 +11,7 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,25 +31,37 @@ pub struct Credential {
     pub key_path: PathBuf,
 }
 
-/// A test CA that issues certificates into its own scratch folder.
+/// A test CA that issues certificates into a folder: its own scratch
+/// folder (removed with it), or a given one that stays.
 pub struct Pki {
     issuer: CertifiedIssuer<'static, KeyPair>,
     pub ca_path: PathBuf,
-    dir: ScratchDir,
+    dir: PathBuf,
+    _scratch: Option<ScratchDir>,
 }
 
 impl Pki {
     pub fn new() -> Result<Self, KitError> {
-        let dir = ScratchDir::new()?;
+        let scratch = ScratchDir::new()?;
+        Self::create(scratch.path().to_path_buf(), Some(scratch))
+    }
+
+    /// A new CA writing into `dir`, which outlives it.
+    pub fn in_dir(dir: &Path) -> Result<Self, KitError> {
+        std::fs::create_dir_all(dir).map_err(KitError::io("creating the certificate folder"))?;
+        Self::create(dir.to_path_buf(), None)
+    }
+
+    fn create(dir: PathBuf, scratch: Option<ScratchDir>) -> Result<Self, KitError> {
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_error("CA parameters"))?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, "e2e test CA");
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let key = KeyPair::generate().map_err(cert_error("CA key"))?;
         let issuer = CertifiedIssuer::self_signed(params, key).map_err(cert_error("CA certificate"))?;
-        let ca_path = dir.path().join("ca.pem");
+        let ca_path = dir.join("ca.pem");
         std::fs::write(&ca_path, issuer.pem()).map_err(KitError::io("writing the CA certificate"))?;
-        Ok(Self { issuer, ca_path, dir })
+        Ok(Self { issuer, ca_path, dir, _scratch: scratch })
     }
 
     /// A certificate for `localhost` / 127.0.0.1, and for `uri` (a SPIFFE
@@ -66,8 +78,8 @@ impl Pki {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         let key = KeyPair::generate().map_err(cert_error("key"))?;
         let cert = params.signed_by(&key, &self.issuer).map_err(cert_error("signing"))?;
-        let cert_path = self.dir.path().join(format!("{name}.pem"));
-        let key_path = self.dir.path().join(format!("{name}-key.pem"));
+        let cert_path = self.dir.join(format!("{name}.pem"));
+        let key_path = self.dir.join(format!("{name}-key.pem"));
         std::fs::write(&cert_path, cert.pem()).map_err(KitError::io("writing a certificate"))?;
         std::fs::write(&key_path, key.serialize_pem()).map_err(KitError::io("writing a key"))?;
         Ok(Credential { cert_der: cert.der().clone(), key_der: key.serialize_der(), cert_path, key_path })
@@ -98,5 +110,26 @@ impl Pki {
         let tcp = TcpStream::connect_timeout(&to, Duration::from_secs(15)).map_err(KitError::io("connecting to the listener"))?;
         tcp.set_read_timeout(Some(Duration::from_secs(15))).map_err(KitError::io("setting a timeout"))?;
         request.send_over(rustls::StreamOwned::new(conn, tcp))
+    }
+}
+
+/// The payments/billing scenario's certificates, in `target/demo-certs/`
+/// where `examples/envoy/principal-authz.yaml` expects them.
+pub struct DemoCerts {
+    pub pki: Pki,
+    pub payments: Credential,
+    pub billing: Credential,
+    pub shop: Credential,
+}
+
+impl DemoCerts {
+    pub fn write(workspace_root: &Path) -> Result<Self, KitError> {
+        let pki = Pki::in_dir(&workspace_root.join("target/demo-certs"))?;
+        Ok(Self {
+            payments: pki.issue("payments", Some("spiffe://cluster.local/ns/payments/sa/payments"))?,
+            billing: pki.issue("billing", Some("spiffe://cluster.local/ns/billing/sa/billing"))?,
+            shop: pki.issue("shop", Some("spiffe://cluster.local/ns/shop/sa/shop"))?,
+            pki,
+        })
     }
 }

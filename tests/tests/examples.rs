@@ -12,6 +12,8 @@ fn every_envoy_example_passes_envoy_validate() {
     let root = workspace_root();
     let files = yaml_files(&root.join("examples/envoy"));
     assert!(!files.is_empty(), "no Envoy examples found");
+    // The mTLS example reads the demo's certificates.
+    e2e::tls::DemoCerts::write(&root).unwrap();
     let mut failures = Vec::new();
     for file in &files {
         // Examples name modules relative to the repository root, where users run them.
