@@ -2,13 +2,15 @@
 //! upstream servers on loopback, sends a scripted tour of requests, prints
 //! what happened, and stops everything.
 
-use e2e::{tour, wasm_module, Bootstrap, Envoy, KitError, Request, Route, Script, Upstream, WasmFilter};
+use e2e::tls::DemoCerts;
+use e2e::{tour, wasm_module, workspace_root, Bootstrap, Envoy, KitError, ListenerTls, Request, Route, Script, Upstream, WasmFilter};
 use serde_json::json;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     println!("Demo: a real Envoy 1.40 with this project's Wasm modules, upstreams on loopback.");
-    match header_router_tour() {
+    let tours: [fn() -> Result<(), KitError>; 2] = [header_router_tour, principal_authz_tour];
+    match tours.iter().try_for_each(|tour| tour()) {
         Ok(()) => {
             println!("\nDemo finished: Envoy and the upstreams are stopped.");
             ExitCode::SUCCESS
@@ -74,5 +76,59 @@ fn header_router_tour() -> Result<(), KitError> {
     tour::note(&format!("1,000 canary users: {v2} on payments-v2, {} on payments-v1 (weights 10 / 90)", 1000 - v2));
     let default = envoy.wasm_metric("header_router.default")?.unwrap_or(0);
     tour::note(&format!("metric header_router.default (Prometheus: header_router_default) = {default}"));
+    Ok(())
+}
+
+/// principal-authz: payments takes only billing's SPIFFE ID over mTLS; the
+/// path is normalized before the rules see it and the upstream gets it so.
+fn principal_authz_tour() -> Result<(), KitError> {
+    tour::section(
+        "principal-authz",
+        "AuthorizationPolicy semantics on the caller's mTLS identity: only billing may call payments, nobody /api/admin",
+    );
+    let config = json!({ "policies": [
+        { "name": "payments-to-billing", "action": "ALLOW", "rules": [{
+            "from": [{ "source": { "principals": ["cluster.local/ns/billing/sa/billing"] } }],
+            "to": [{ "operation": { "methods": ["GET", "POST"], "paths": ["/api/*"] } }] }] },
+        { "name": "no-admin", "action": "DENY", "rules": [{ "to": [{ "operation": { "paths": ["/api/admin", "/api/admin/*"] } }] }] },
+    ] });
+    tour::note(&format!("pluginConfig: {config}"));
+    let certs = DemoCerts::write(&workspace_root())?;
+    tour::note("certificates from a CA made just now (target/demo-certs/): billing and shop carry SPIFFE IDs");
+    let upstream = Upstream::start(Script::ok("payments"))?;
+    let bootstrap = Bootstrap::to_upstream(upstream.addr())
+        .filter(WasmFilter::new(wasm_module("principal_authz")?, "principal-authz", &config))
+        .forward_client_cert("APPEND_FORWARD")
+        .tls(ListenerTls {
+            cert: certs.payments.cert_path.clone(),
+            key: certs.payments.key_path.clone(),
+            ca: certs.pki.ca_path.clone(),
+            require_client_certificate: false,
+            plaintext_too: true,
+        });
+    let envoy = Envoy::start(&bootstrap)?;
+    let requests = [
+        ("billing (spiffe://cluster.local/ns/billing/sa/billing)", Some(&certs.billing), Request::get("/api/orders")),
+        ("shop (spiffe://cluster.local/ns/shop/sa/shop)", Some(&certs.shop), Request::get("/api/orders")),
+        ("a plaintext caller", None, Request::get("/api/orders")),
+        ("billing, to /api/admin through an encoded dot segment", Some(&certs.billing), Request::get("/api/orders/%2e%2e/admin")),
+        ("billing, with a messy path", Some(&certs.billing), Request::get("/api//payments/./7")),
+    ];
+    for (label, caller, request) in &requests {
+        tour::request(label, request);
+        let seen_before = upstream.received().len();
+        let response = match caller {
+            Some(c) => certs.pki.send(envoy.listener(), Some(c), request)?,
+            None => envoy.send(request)?,
+        };
+        let received = upstream.received();
+        tour::upstream("payments", received.get(seen_before..).and_then(|new| new.last()));
+        tour::response(&response);
+    }
+    println!();
+    for name in ["allowed", "denied", "path_normalized"] {
+        let value = envoy.wasm_metric(&format!("principal_authz.{name}"))?.unwrap_or(0);
+        tour::note(&format!("metric principal_authz.{name} = {value}"));
+    }
     Ok(())
 }
