@@ -224,9 +224,9 @@ impl Bootstrap {
             listener["filter_chains"][0]["transport_socket"] = tls.transport_socket();
             if tls.plaintext_too {
                 listener["filter_chains"][0]["filter_chain_match"] = json!({ "transport_protocol": "tls" });
-                listener["filter_chains"]
-                    .as_array_mut()
-                    .map(|chains| chains.push(json!({ "filter_chain_match": { "transport_protocol": "raw_buffer" }, "filters": [hcm] })));
+                let tls_chain = listener["filter_chains"][0].take();
+                let plaintext_chain = json!({ "filter_chain_match": { "transport_protocol": "raw_buffer" }, "filters": [hcm] });
+                listener["filter_chains"] = json!([tls_chain, plaintext_chain]);
                 listener["listener_filters"] = json!([{
                     "name": "envoy.filters.listener.tls_inspector",
                     "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector" },

@@ -246,8 +246,8 @@ impl Condition {
                 }
                 let holds = |v: Cow<'_, str>| field.holds_for(v.as_ref(), istio);
                 match action {
-                    Action::Allow => values.all(|v| holds(v)),
-                    Action::Deny | Action::Audit => values.any(|v| holds(v)),
+                    Action::Allow => values.all(holds),
+                    Action::Deny | Action::Audit => values.any(holds),
                 }
             }
             Self::SourceIp(f) | Self::RemoteIp(f) => f.holds_for_known(view.source_ip, ip),
