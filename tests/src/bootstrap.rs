@@ -117,6 +117,8 @@ pub struct Bootstrap {
     pub upstream_filters: Vec<WasmFilter>,
     pub routes: Vec<Route>,
     pub clusters: Vec<(String, SocketAddr)>,
+    /// Other HTTP filters, before the Wasm ones (e.g. Envoy's JWT filter).
+    pub native_filters: Vec<Value>,
     /// TLS on the listener; None: plaintext only.
     pub tls: Option<ListenerTls>,
     /// The HTTP connection manager's `forward_client_cert_details`
@@ -167,6 +169,12 @@ impl Bootstrap {
         self
     }
 
+    /// An Envoy HTTP filter (its JSON) placed before the Wasm filters.
+    pub fn native_filter(mut self, filter: Value) -> Self {
+        self.native_filters.push(filter);
+        self
+    }
+
     pub fn tls(mut self, tls: ListenerTls) -> Self {
         self.tls = Some(tls);
         self
@@ -186,7 +194,8 @@ impl Bootstrap {
     }
 
     pub fn to_json(&self) -> Value {
-        let mut http_filters: Vec<Value> = self.filters.iter().map(WasmFilter::to_json).collect();
+        let mut http_filters: Vec<Value> = self.native_filters.clone();
+        http_filters.extend(self.filters.iter().map(WasmFilter::to_json));
         let mut router = json!({ "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" });
         if !self.upstream_filters.is_empty() {
             let mut upstream: Vec<Value> = self.upstream_filters.iter().map(WasmFilter::to_json).collect();

@@ -13,6 +13,7 @@ pub mod differential;
 pub mod envoy;
 pub mod error;
 pub mod http;
+pub mod jwt;
 pub mod manifests;
 pub mod tls;
 pub mod tour;

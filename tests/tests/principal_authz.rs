@@ -232,3 +232,47 @@ fn what_is_allowed_reaches_the_upstream_normalized() {
     assert_eq!(m.paths_received(), want);
     assert_eq!(m.envoy.wasm_metric("principal_authz.path_normalized").unwrap(), Some(2));
 }
+
+/// Requests authenticated by a JWT that Envoy's own JWT filter verified
+/// (Istio's RequestAuthentication): `requestPrincipals` and
+/// `request.auth.*` read the payload it leaves in the dynamic metadata.
+#[test]
+fn jwt_request_principals_and_claims_from_envoys_jwt_filter() {
+    let issuer = e2e::jwt::JwtIssuer::new("https://issuer.example").unwrap();
+    let impostor = e2e::jwt::JwtIssuer::new("https://issuer.example").unwrap();
+    let upstream = Upstream::start(Script::ok("payments")).unwrap();
+    let config = json!({
+        "jwt": { "payloadInMetadata": ["https://issuer.example"] },
+        "policies": [{ "name": "jwt-callers", "action": "ALLOW", "rules": [
+            { "from": [{ "source": { "requestPrincipals": ["https://issuer.example/alice"] } }] },
+            { "from": [{ "source": { "requestPrincipals": ["*"] } }],
+              "when": [{ "key": "request.auth.claims[realm][roles]", "values": ["payments-admin"] },
+                       { "key": "request.auth.audiences", "values": ["payments"] }] },
+        ] }],
+    });
+    let filter = WasmFilter::new(wasm_module("principal_authz").unwrap(), "principal-authz", &config);
+    let envoy = Envoy::start(&Bootstrap::to_upstream(upstream.addr()).native_filter(issuer.envoy_filter()).filter(filter)).unwrap();
+    let bearer = |token: String| Request::get("/api/orders").header("authorization", &format!("Bearer {token}"));
+    let cases = [
+        ("alice", bearer(issuer.token(&json!({ "sub": "alice" })).unwrap()), 200),
+        ("bob without the role", bearer(issuer.token(&json!({ "sub": "bob", "aud": "payments" })).unwrap()), 403),
+        (
+            "bob with the role and the audience among others",
+            bearer(issuer.token(&json!({ "sub": "bob", "aud": ["orders", "payments"], "realm": { "roles": ["viewer", "payments-admin"] } })).unwrap()),
+            200,
+        ),
+        (
+            "bob with the role for another audience",
+            bearer(issuer.token(&json!({ "sub": "bob", "aud": "orders", "realm": { "roles": ["payments-admin"] } })).unwrap()),
+            403,
+        ),
+        ("no token", Request::get("/api/orders"), 403),
+        // Refused by Envoy's JWT filter before principal-authz runs.
+        ("alice's token signed by another key", bearer(impostor.token(&json!({ "sub": "alice" })).unwrap()), 401),
+    ];
+    for (what, request, want) in &cases {
+        let r = envoy.send(request).unwrap();
+        assert_eq!(r.status, *want, "{what}: {}", r.body_text());
+    }
+    assert_eq!(upstream.received().len(), 2);
+}

@@ -22,6 +22,15 @@ struct ConfigSpec {
     deny_status: Option<u32>,
     deny_body: Option<String>,
     xfcc: Option<XfccSpec>,
+    jwt: Option<JwtSpec>,
+}
+
+/// Where Envoy's JWT filter leaves verified payloads: its
+/// `payload_in_metadata` names (Istio uses each jwtRule's issuer).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct JwtSpec {
+    payload_in_metadata: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +149,8 @@ pub struct Config {
     /// Principals of proxies whose `x-forwarded-client-cert` element names
     /// the caller; empty: XFCC is never read.
     pub trusted_proxies: Vec<IstioMatch>,
+    /// Metadata keys of verified JWT payloads, tried in order.
+    pub jwt_payload_keys: Vec<String>,
     /// What the policies read beyond headers and the peer identity; each
     /// costs a host call per request, so only when a policy needs it.
     pub needs: Needs,
@@ -151,6 +162,7 @@ pub struct Needs {
     pub destination_address: bool,
     pub destination_port: bool,
     pub sni: bool,
+    pub jwt: bool,
 }
 
 impl Config {
@@ -192,7 +204,17 @@ impl Config {
             }
             Some(x) => principal_values(&x.trusted_proxies, &root.field("xfcc").field("trustedProxies"))?,
         };
+        let jwt_payload_keys = spec.jwt.map(|j| j.payload_in_metadata).unwrap_or_default();
+        if let Some((i, _)) = jwt_payload_keys.iter().enumerate().find(|(_, k)| k.is_empty()) {
+            return Err(root.field("jwt").field("payloadInMetadata").index(i).error("an empty name"));
+        }
+        if needs.jwt && jwt_payload_keys.is_empty() {
+            return Err(root.field("jwt").error(
+                "policies match JWT claims: name where Envoy's JWT filter puts verified payloads (`payloadInMetadata`, in Istio each jwtRule's issuer)",
+            ));
+        }
         Ok(Self {
+            jwt_payload_keys,
             policies,
             dry_run: spec.dry_run,
             deny_status,
@@ -291,14 +313,16 @@ fn source_needs_address(s: &SourceSpec) -> bool {
 }
 
 fn compile_source(spec: &SourceSpec, at: &FieldPath, needs: &mut Needs) -> Result<Source, ConfigError> {
-    if !spec.request_principals.is_empty() || !spec.not_request_principals.is_empty() {
-        let name = if spec.request_principals.is_empty() { "notRequestPrincipals" } else { "requestPrincipals" };
-        return Err(at.field(name).error(
-            "JWT principals are not supported by this filter; pair Istio's RequestAuthentication with an AuthorizationPolicy for them",
-        ));
-    }
     let source = Source {
         principals: field(&spec.principals, &spec.not_principals, at, "principals", "notPrincipals", principal_value)?,
+        request_principals: field(
+            &spec.request_principals,
+            &spec.not_request_principals,
+            at,
+            "requestPrincipals",
+            "notRequestPrincipals",
+            string_value,
+        )?,
         namespaces: field(&spec.namespaces, &spec.not_namespaces, at, "namespaces", "notNamespaces", string_value)?,
         ip_blocks: field(&spec.ip_blocks, &spec.not_ip_blocks, at, "ipBlocks", "notIpBlocks", IpBlock::parse)?,
         remote_ip_blocks: field(
@@ -310,10 +334,15 @@ fn compile_source(spec: &SourceSpec, at: &FieldPath, needs: &mut Needs) -> Resul
             IpBlock::parse,
         )?,
     };
-    if !(source.principals.is_set() || source.namespaces.is_set() || source_needs_address(spec)) {
+    if !(source.principals.is_set()
+        || source.request_principals.is_set()
+        || source.namespaces.is_set()
+        || source_needs_address(spec))
+    {
         return Err(at.error("a source must set at least one field"));
     }
     needs.source_address |= source_needs_address(spec);
+    needs.jwt |= source.request_principals.is_set();
     Ok(source)
 }
 
@@ -369,19 +398,51 @@ fn compile_condition(spec: &ConditionSpec, at: &FieldPath, needs: &mut Needs) ->
                 needs.sni = true;
                 Condition::Sni(strings(string_value)?)
             }
-            k if k.starts_with("request.auth.") => {
-                return Err(at.field("key").error(format!(
-                    "`{k}`: JWT claims are not supported by this filter; pair Istio's RequestAuthentication with an AuthorizationPolicy for them"
-                )))
+            "request.auth.principal" => {
+                needs.jwt = true;
+                Condition::RequestPrincipal(strings(string_value)?)
+            }
+            "request.auth.audiences" => {
+                needs.jwt = true;
+                Condition::Audiences(strings(string_value)?)
+            }
+            "request.auth.presenter" => {
+                needs.jwt = true;
+                Condition::Presenter(strings(string_value)?)
+            }
+            k if k.starts_with("request.auth.claims") => {
+                let path = claim_path(k).map_err(|e| at.field("key").error(format!("`{k}`: {e}")))?;
+                needs.jwt = true;
+                Condition::Claim(path, strings(string_value)?)
             }
             k => {
                 return Err(at.field("key").error(format!(
-                    "`{k}` is not a key this filter evaluates (request.headers[…], source.ip, remote.ip, source.namespace, source.principal, destination.ip, destination.port, connection.sni)"
+                    "`{k}` is not a key this filter evaluates (request.headers[…], source.ip, remote.ip, source.namespace, source.principal, destination.ip, destination.port, connection.sni, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[…])"
                 )))
             }
         }
     };
     Ok(condition)
+}
+
+/// `request.auth.claims[groups]` → `["groups"]`, `…[a][b]` → `["a", "b"]`.
+fn claim_path(key: &str) -> Result<Vec<String>, String> {
+    let mut rest = key.strip_prefix("request.auth.claims").unwrap_or_default();
+    let mut path = Vec::new();
+    while !rest.is_empty() {
+        let Some((name, after)) = rest.strip_prefix('[').and_then(|r| r.split_once(']')) else {
+            return Err("name the claim in brackets, as in request.auth.claims[groups] or [nested][claim]".into());
+        };
+        if name.is_empty() || name.contains('[') {
+            return Err("an empty or malformed claim name".into());
+        }
+        path.push(name.to_string());
+        rest = after;
+    }
+    if path.is_empty() {
+        return Err("name the claim in brackets, as in request.auth.claims[groups]".into());
+    }
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -428,13 +489,17 @@ mod tests {
             (policy(json!([{ "from": [{ "source": { "principal": ["a"] } }] }])), "policies[0].rules[0].from[0].source.principal: unknown field"),
             (policy(json!([{ "from": [{ "source": {} }] }])), "policies[0].rules[0].from[0].source: a source must set"),
             (policy(json!([{ "from": [{ "source": { "ipBlocks": ["10.0.0.0/33"] } }] }])), "source.ipBlocks[0]: `10.0.0.0/33`"),
-            (policy(json!([{ "from": [{ "source": { "requestPrincipals": ["*"] } }] }])), "source.requestPrincipals: JWT principals are not supported"),
+            (policy(json!([{ "from": [{ "source": { "requestPrincipals": ["*"] } }] }])), "jwt: policies match JWT claims"),
+            (policy(json!([{ "when": [{ "key": "request.auth.claims", "values": ["a"] }] }])), "when[0].key: `request.auth.claims`: name the claim"),
+            (policy(json!([{ "when": [{ "key": "request.auth.claims[a]x", "values": ["a"] }] }])), "when[0].key: `request.auth.claims[a]x`: name the claim"),
+            (policy(json!([{ "when": [{ "key": "request.auth.claims[]", "values": ["a"] }] }])), "when[0].key: `request.auth.claims[]`: an empty"),
+            (json!({ "jwt": { "payloadInMetadata": [""] } }), "jwt.payloadInMetadata[0]: an empty name"),
             (policy(json!([{ "to": [{ "operation": { "methods": ["get"] } }] }])), "operation.methods[0]: `get`: methods are case-sensitive"),
             (policy(json!([{ "to": [{ "operation": { "ports": ["http"] } }] }])), "operation.ports[0]: `http` is not a port"),
             (policy(json!([{ "to": [{ "operation": { "hosts": ["a.example:8080"] } }] }])), "operation.hosts[0]: hosts are matched without their port"),
             (policy(json!([{ "to": [{ "operation": {} }] }])), "operation: an operation must set"),
             (policy(json!([{ "when": [{ "key": "request.regex.headers[x]", "values": ["a"] }] }])), "policies[0].rules[0].when[0].key: `request.regex.headers[x]` is not a key"),
-            (policy(json!([{ "when": [{ "key": "request.auth.claims[iss]", "values": ["a"] }] }])), "when[0].key: `request.auth.claims[iss]`: JWT claims"),
+            (policy(json!([{ "when": [{ "key": "request.auth.type", "values": ["a"] }] }])), "when[0].key: `request.auth.type` is not a key"),
             (policy(json!([{ "when": [{ "key": "request.headers[]", "values": ["a"] }] }])), "when[0].key: `request.headers[]`"),
             (policy(json!([{ "when": [{ "key": "source.ip" }] }])), "when[0]: a condition needs"),
             (policy(json!([{ "when": [{ "key": "destination.port", "values": ["0"] }] }])), "when[0].values[0]: `0` is not a port"),
@@ -463,6 +528,15 @@ mod tests {
             .as_bytes(),
         ))
         .unwrap();
-        assert_eq!(c.needs, Needs { source_address: true, destination_address: true, destination_port: true, sni: true });
+        assert_eq!(c.needs, Needs { source_address: true, destination_address: true, destination_port: true, sni: true, jwt: false });
+        let j = Config::parse(Some(
+            json!({ "jwt": { "payloadInMetadata": ["https://issuer.example"] }, "policies": [{ "name": "p", "rules": [
+                { "when": [{ "key": "request.auth.claims[realm][roles]", "values": ["admin"] }] }] }] })
+            .to_string()
+            .as_bytes(),
+        ))
+        .unwrap();
+        assert!(j.needs.jwt);
+        assert_eq!(j.jwt_payload_keys, vec!["https://issuer.example"]);
     }
 }

@@ -1,13 +1,14 @@
 //! The proxy-wasm glue: the root context compiles the policies and defines
 //! the metrics once; each request's context reads the header map and the
-//! peer's URI SAN (two host calls; addresses, port and SNI only when a policy
-//! needs them), normalizes the path, asks `policy::decide`, and then sends the
+//! peer's URI SAN (two host calls; addresses, port, SNI and the verified JWT
+//! only when a policy needs them), normalizes the path, asks `policy::decide`, and then sends the
 //! normalized path upstream or answers the denial. Whatever it cannot read,
 //! it denies.
 
 use crate::config::Config;
 use crate::identity::{forwarded_uri, Identity};
 use crate::ip::address_ip;
+use crate::jwt::Token;
 use crate::path::normalize;
 use crate::policy::{decide, Action as PolicyAction, Decision, Matched, RequestView, Verdict};
 use filter_common::{AbiHost, Host, HostError, LogLevel, MapType, Metric};
@@ -16,6 +17,8 @@ use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
 
 const XFCC: &str = "x-forwarded-client-cert";
+/// Where Envoy's JWT filter puts `payload_in_metadata`.
+const JWT_FILTER: &str = "envoy.filters.http.jwt_authn";
 
 /// Metric names keep to characters Prometheus accepts once dots become underscores.
 fn metric_part(text: &str) -> String {
@@ -166,6 +169,16 @@ fn text_property(host: &dyn Host, path: &[&str]) -> Result<Option<String>, HostE
     Ok(host.property(path)?.and_then(|v| String::from_utf8(v).ok()))
 }
 
+/// The first verified JWT payload under one of `keys`.
+fn verified_token(host: &dyn Host, keys: &[String]) -> Result<Option<Token>, HostError> {
+    for key in keys {
+        if let Some(bytes) = host.property(&["metadata", "filter_metadata", JWT_FILTER, key])? {
+            return Ok(Token::from_property(&bytes));
+        }
+    }
+    Ok(None)
+}
+
 impl AuthzStream {
     fn evaluate(&self, host: &dyn Host) -> Result<Outcome, HostError> {
         let shared = &*self.shared;
@@ -215,6 +228,8 @@ impl AuthzStream {
             None
         };
         let sni = if needs.sni { text_property(host, &["connection", "requested_server_name"])? } else { None };
+        let token = if needs.jwt { verified_token(host, &config.jwt_payload_keys)? } else { None };
+        let request_principal = token.as_ref().and_then(Token::principal);
         let host_name = req.authority.map(host_of);
         let view = RequestView {
             identity,
@@ -226,6 +241,8 @@ impl AuthzStream {
             destination_ip,
             destination_port,
             sni: sni.as_deref().filter(|s| !s.is_empty()),
+            token: token.as_ref(),
+            request_principal: request_principal.as_deref(),
         };
         let decision = decide(&config.policies, &view);
         self.report(host, &decision, req.request_id, principal);

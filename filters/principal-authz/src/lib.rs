@@ -6,6 +6,7 @@
 pub mod config;
 pub mod identity;
 pub mod ip;
+pub mod jwt;
 pub mod path;
 pub mod policy;
 pub mod template;

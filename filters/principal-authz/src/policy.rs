@@ -5,6 +5,7 @@
 
 use crate::identity::Identity;
 use crate::ip::IpBlock;
+use crate::jwt::Token;
 use crate::template::PathMatch;
 use filter_common::IstioMatch;
 use std::borrow::Cow;
@@ -78,9 +79,21 @@ impl<M> Field<M> {
     }
 }
 
+impl Field<IstioMatch> {
+    /// For a verified token's list claim: one element must match `values`,
+    /// none `not_values`; without a token, nothing holds (as for identities).
+    fn holds_for_any_of(&self, elements: Option<&[String]>) -> bool {
+        let Some(elements) = elements else { return !self.is_set() };
+        let any = |set: &[IstioMatch]| elements.iter().any(|e| set.iter().any(|m| m.matches(Some(e))));
+        (self.values.is_empty() || any(&self.values)) && !any(&self.not_values)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Source {
     pub principals: Field<IstioMatch>,
+    /// `<iss>/<sub>` of the verified JWT.
+    pub request_principals: Field<IstioMatch>,
     pub namespaces: Field<IstioMatch>,
     pub ip_blocks: Field<IpBlock>,
     pub remote_ip_blocks: Field<IpBlock>,
@@ -107,6 +120,14 @@ pub enum Condition {
     DestinationIp(Field<IpBlock>),
     DestinationPort(Field<u16>),
     Sni(Field<IstioMatch>),
+    /// `request.auth.principal`: `<iss>/<sub>`.
+    RequestPrincipal(Field<IstioMatch>),
+    /// `request.auth.audiences`: `aud`, a string or a list.
+    Audiences(Field<IstioMatch>),
+    /// `request.auth.presenter`: `azp`.
+    Presenter(Field<IstioMatch>),
+    /// `request.auth.claims[a][b]`: a string or list claim, by path.
+    Claim(Vec<String>, Field<IstioMatch>),
 }
 
 /// What the policies look at, gathered by the glue.
@@ -126,6 +147,10 @@ pub struct RequestView<'a> {
     pub destination_ip: Option<IpAddr>,
     pub destination_port: Option<u16>,
     pub sni: Option<&'a str>,
+    /// The verified JWT's payload, if the request carried one.
+    pub token: Option<&'a Token>,
+    /// Its `<iss>/<sub>`.
+    pub request_principal: Option<&'a str>,
 }
 
 /// Which policy and rule matched (indexes into the configured lists).
@@ -214,6 +239,7 @@ impl Source {
         let principal = view.identity.map(|id| id.principal.as_str());
         let namespace = view.identity.and_then(|id| id.namespace.as_deref());
         self.principals.holds_for_known(principal, istio)
+            && self.request_principals.holds_for_known(view.request_principal, istio)
             && self.namespaces.holds_for_known(namespace, istio)
             && self.ip_blocks.holds_for_known(view.source_ip, ip)
             && self.remote_ip_blocks.holds_for_known(view.source_ip, ip)
@@ -256,6 +282,10 @@ impl Condition {
             Self::DestinationIp(f) => f.holds_for_known(view.destination_ip, ip),
             Self::DestinationPort(f) => f.holds_for_request(view.destination_port, port),
             Self::Sni(f) => f.holds_for_request(view.sni, istio),
+            Self::RequestPrincipal(f) => f.holds_for_known(view.request_principal, istio),
+            Self::Audiences(f) => f.holds_for_any_of(view.token.map(|t| t.claim_values(&["aud".to_string()])).as_deref()),
+            Self::Presenter(f) => f.holds_for_any_of(view.token.map(|t| t.claim_values(&["azp".to_string()])).as_deref()),
+            Self::Claim(path, f) => f.holds_for_any_of(view.token.map(|t| t.claim_values(path)).as_deref()),
         }
     }
 }

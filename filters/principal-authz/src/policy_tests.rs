@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn config(policies: Value) -> Config {
-    Config::parse(Some(json!({ "policies": policies }).to_string().as_bytes())).unwrap()
+    let config = json!({ "policies": policies, "jwt": { "payloadInMetadata": ["https://issuer.example"] } });
+    Config::parse(Some(config.to_string().as_bytes())).unwrap()
 }
 
 /// A request as a test writes it; `from` is a SPIFFE ID or "" for plaintext.
@@ -20,10 +21,11 @@ struct Req {
     headers: Vec<(&'static str, &'static str)>,
     ip: &'static str,
     port: u16,
+    token: Option<crate::jwt::Token>,
 }
 
 fn req(from: &'static str, method: &'static str, path: &'static str) -> Req {
-    Req { from, method, host: "payments.example", path, headers: Vec::new(), ip: "10.0.0.7", port: 8080 }
+    Req { from, method, host: "payments.example", path, headers: Vec::new(), ip: "10.0.0.7", port: 8080, token: None }
 }
 
 impl Req {
@@ -31,10 +33,21 @@ impl Req {
         self.headers.push((name, value));
         self
     }
+
+    /// A verified token with these string claims and an `aud` list.
+    fn jwt(mut self, claims: &[(&str, &str)], aud: &[&str]) -> Self {
+        use filter_common::codec::encode_pairs;
+        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = claims.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect();
+        let list: Vec<(&str, &str)> = aud.iter().map(|a| (*a, "")).collect();
+        pairs.push((b"aud".to_vec(), encode_pairs(&list)));
+        self.token = crate::jwt::Token::from_property(&encode_pairs(&pairs));
+        self
+    }
 }
 
 fn decide_on(c: &Config, r: &Req) -> Decision {
     let identity = crate::identity::Identity::from_uri(r.from);
+    let request_principal = r.token.as_ref().and_then(crate::jwt::Token::principal);
     let headers: Vec<(String, Vec<u8>)> = r.headers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect();
     let view = RequestView {
         identity: identity.as_ref(),
@@ -46,6 +59,8 @@ fn decide_on(c: &Config, r: &Req) -> Decision {
         destination_ip: "10.0.0.1".parse().ok(),
         destination_port: Some(r.port),
         sni: None,
+        token: r.token.as_ref(),
+        request_principal: request_principal.as_deref(),
     };
     decide(&c.policies, &view)
 }
@@ -215,4 +230,37 @@ fn header_conditions_and_repeated_headers() {
         "a DENY matches when any value of a repeated header matches"
     );
     assert!(allowed(&deny, &req(BILLING, "GET", "/").header("x-debug", "")), "`*` needs a non-empty value");
+}
+
+// The reference's JWT examples: requestPrincipals `iss/sub`, `*` for any
+// verified token, and `when` on audiences, presenter and (nested) claims.
+#[test]
+fn request_principals_and_claims() {
+    let c = config(json!([{ "name": "jwt", "action": "ALLOW", "rules": [
+        { "from": [{ "source": { "requestPrincipals": ["https://issuer.example/alice"] } }] },
+        { "from": [{ "source": { "requestPrincipals": ["*"] } }],
+          "when": [{ "key": "request.auth.claims[groups]", "values": ["admins"] },
+                   { "key": "request.auth.audiences", "values": ["payments"] }] },
+        { "when": [{ "key": "request.auth.presenter", "values": ["billing-ui"] }] },
+    ] }]));
+    let issuer = "https://issuer.example";
+    let alice = req(PLAINTEXT, "GET", "/").jwt(&[("iss", issuer), ("sub", "alice")], &[]);
+    assert_eq!(decide_on(&c, &alice).verdict, Verdict::AllowedBy(Matched { policy: 0, rule: 0 }));
+    let bob = |groups: &str, aud: &[&str]| req(PLAINTEXT, "GET", "/").jwt(&[("iss", issuer), ("sub", "bob"), ("groups", groups)], aud);
+    assert!(!allowed(&c, &bob("admins", &["orders"])), "wrong audience");
+    assert_eq!(decide_on(&c, &bob("admins", &["orders", "payments"])).verdict, Verdict::AllowedBy(Matched { policy: 0, rule: 1 }));
+    assert!(!allowed(&c, &bob("users", &["payments"])));
+    let ui = req(PLAINTEXT, "GET", "/").jwt(&[("iss", issuer), ("sub", "carol"), ("azp", "billing-ui")], &[]);
+    assert_eq!(decide_on(&c, &ui).verdict, Verdict::AllowedBy(Matched { policy: 0, rule: 2 }));
+    assert!(!allowed(&c, &req(BILLING, "GET", "/")), "no token: no request principal");
+}
+
+#[test]
+fn not_request_principals_never_match_a_request_without_a_token() {
+    let c = config(json!([{ "name": "not-mallory", "action": "ALLOW", "rules": [
+        { "from": [{ "source": { "notRequestPrincipals": ["https://issuer.example/mallory"] } }] }] }]));
+    let issuer = "https://issuer.example";
+    assert!(allowed(&c, &req(PLAINTEXT, "GET", "/").jwt(&[("iss", issuer), ("sub", "alice")], &[])));
+    assert!(!allowed(&c, &req(PLAINTEXT, "GET", "/").jwt(&[("iss", issuer), ("sub", "mallory")], &[])));
+    assert!(!allowed(&c, &req(BILLING, "GET", "/")), "a request without a token is no one");
 }

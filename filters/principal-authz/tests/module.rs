@@ -180,3 +180,28 @@ fn a_bad_configuration_stops_the_plugin_naming_the_field() {
     let err = Plugin::start(&module(), PluginConfig::new("principal-authz").json(&config), SharedState::new()).err().unwrap();
     assert!(err.to_string().contains("policies[0].rules[0].to[0].operation.paths[0]: `{*}.txt`"), "{err}");
 }
+
+/// A request carrying a payload Envoy's JWT filter verified, stored (as
+/// Envoy does) under the dynamic metadata key `issuer`.
+fn with_token(r: Request, claims: &[(&str, &str)]) -> Request {
+    let mut r = r;
+    let path = ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", "issuer"].map(String::from).to_vec();
+    let pairs = claims.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    r.properties.insert(path, harness::properties::PropertyValue::Map(pairs));
+    r
+}
+
+#[test]
+fn request_principals_come_from_the_verified_jwt_payload() {
+    let mut p = plugin(json!({
+        "jwt": { "payloadInMetadata": ["other", "issuer"] },
+        "policies": [{ "name": "alice", "rules": [{ "from": [{ "source": { "requestPrincipals": ["https://issuer.example/alice"] } }] }] }],
+    }));
+    let alice = with_token(from("", "/"), &[("iss", "https://issuer.example"), ("sub", "alice")]);
+    let out = send(&mut p, &alice);
+    assert_eq!(out.status(), 200, "{:?}", out.logs);
+    // Peer identity, then one read per payload key until one is found.
+    assert_eq!(out.host_calls.get("proxy_get_property"), Some(&3));
+    assert_denied(&send(&mut p, &with_token(from("", "/"), &[("iss", "https://issuer.example"), ("sub", "bob")])));
+    assert_denied(&send(&mut p, &from(BILLING, "/")));
+}
