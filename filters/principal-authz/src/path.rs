@@ -241,6 +241,40 @@ mod tests {
         assert_eq!(normalize(""), Err(UnsafePath::NotAbsolute));
     }
 
+    /// Random paths from the characters that matter: normalizing never
+    /// panics, and what it returns is absolute, has no dot or empty
+    /// segment and no escaped slash, and normalizes to itself.
+    #[test]
+    fn any_path_normalizes_safely_or_is_refused() {
+        const PIECES: [&str; 20] =
+            ["/", "//", "\\", ".", "..", "%2e", "%2E", "%2f", "%2F", "%5c", "%00", "%", "%4", "%41", "%25", ";", "?", "#", "a", "\u{e9}"];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15; // fixed seed: the same cases every run
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut normalized = 0;
+        for _ in 0..20_000 {
+            let len = next() % 12;
+            let mut raw = String::from("/");
+            for _ in 0..len {
+                raw.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
+            }
+            let Ok(n) = normalize(&raw) else { continue };
+            let p = &n.path;
+            assert!(p.starts_with('/'), "{raw:?} -> {p:?}");
+            assert!(!p.contains("//"), "{raw:?} -> {p:?}");
+            assert!(!p.split('/').any(|s| s == "." || s == ".."), "{raw:?} -> {p:?}");
+            assert!(!p.to_ascii_uppercase().contains("%2F") && !p.to_ascii_uppercase().contains("%5C"), "{raw:?} -> {p:?}");
+            assert!(!p.contains('\\') && !p.contains(';'), "{raw:?} -> {p:?}");
+            assert_eq!(normalize(&n.to_request_path()).as_ref(), Ok(&n), "{raw:?}");
+            normalized += 1;
+        }
+        assert!(normalized > 5_000, "only {normalized} of the random paths were normalizable");
+    }
+
     #[test]
     fn normalizing_twice_changes_nothing() {
         for p in ["/a/%2e%2e/b//c/", "/x%2fy%5c..%2f/z", "/a/./b/../../../c?q=1", "/%7Euser/%41"] {
