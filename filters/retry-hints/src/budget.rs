@@ -154,7 +154,7 @@ impl<H: Host + ?Sized> SharedData for H {
 
 /// Reads the window under `key`, applies `change`, and writes it back if no
 /// other worker wrote in between; otherwise starts over with their value.
-pub fn update<R>(store: &dyn SharedData, key: &str, mut change: impl FnMut(&mut Window) -> R) -> HostResult<R> {
+pub fn update<S: SharedData + ?Sized, R>(store: &S, key: &str, mut change: impl FnMut(&mut Window) -> R) -> HostResult<R> {
     let mut last = HostError::new("proxy_set_shared_data", filter_common::abi::status::CAS_MISMATCH);
     for _ in 0..CAS_TRIES {
         let (bytes, cas) = store.get(key)?;
