@@ -14,6 +14,8 @@ pub mod envoy;
 pub mod error;
 pub mod http;
 pub mod manifests;
+pub mod mesh_router;
+pub mod retry_hints_tour;
 pub mod tour;
 pub mod upstream;
 

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // tests fail by panicking
 
+use e2e::mesh_router::mesh_router;
 use e2e::{wasm_module, Bootstrap, Envoy, Request, Route, Script, Upstream, WasmFilter};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,29 +14,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// The router refuses (400) a bad value in any of these.
-const STRICT: [&str; 5] = [
-    "x-envoy-upstream-rq-timeout-ms",
-    "x-envoy-upstream-rq-per-try-timeout-ms",
-    "x-envoy-max-retries",
-    "x-envoy-retry-grpc-on",
-    "x-envoy-retry-on",
-];
-
-/// Starts Envoy with the router checking the retry headers strictly, and
-/// with the test's client counted as internal. Envoy 1.40 counts no address
-/// as internal by default and strips `x-envoy-*` router headers from
-/// external requests itself; inside a mesh callers are internal, and then
-/// only the filter stands between a client's retry orders and the router.
+/// Envoy as a mesh proxy runs it: callers internal (their `x-envoy-*`
+/// orders would stand) and the router checking retry headers strictly.
 fn strict_envoy(bootstrap: &Bootstrap) -> Envoy {
-    let mut config = bootstrap.to_json();
-    let hcm = &mut config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
-    hcm["use_remote_address"] = json!(true);
-    hcm["internal_address_config"] = json!({ "cidr_ranges": [{ "address_prefix": "127.0.0.0", "prefix_len": 8 }] });
-    let router = hcm["http_filters"].as_array_mut().unwrap().last_mut().unwrap();
-    assert_eq!(router["name"], "envoy.filters.http.router");
-    router["typed_config"]["strict_check_headers"] = json!(STRICT);
-    Envoy::start_json(&config).unwrap()
+    Envoy::start_json(&mesh_router(bootstrap)).unwrap()
 }
 
 fn filter(config: &Value) -> WasmFilter {
