@@ -54,6 +54,8 @@ struct RetrySpec {
     per_try_timeout: Option<String>,
     retry_on: Option<String>,
     retry_remote_localities: Option<bool>,
+    retry_ignore_previous_hosts: Option<bool>,
+    backoff: Option<String>,
     #[serde(default)]
     retriable_status_codes: Vec<i64>,
     #[serde(default)]
@@ -241,11 +243,22 @@ fn compile_retry(path: &FieldPath, spec: RetrySpec, warnings: &mut Vec<String>) 
     if !spec.retriable_headers.is_empty() && !http.contains(&"retriable-headers") {
         http.push("retriable-headers");
     }
+    // Istio fields Envoy reads from the route only, never from a request
+    // header: accepted (so a VirtualService's `retries` can be copied as it
+    // is), checked, and reported at start.
+    let route_only = |field: &str| format!("{}: Envoy has no request header for it; set it on the VirtualService's retries", path.field(field));
     if spec.retry_remote_localities == Some(true) {
-        warnings.push(format!(
-            "{}: Envoy has no request header for it; set it on the VirtualService's retries",
-            path.field("retryRemoteLocalities")
-        ));
+        warnings.push(route_only("retryRemoteLocalities"));
+    }
+    if spec.retry_ignore_previous_hosts.is_some() {
+        warnings.push(route_only("retryIgnorePreviousHosts"));
+    }
+    if let Some(backoff) = &spec.backoff {
+        let at = path.field("backoff");
+        if duration(&at, backoff)? == 0 {
+            return Err(at.error("must be at least 1ms"));
+        }
+        warnings.push(route_only("backoff"));
     }
     let join = |items: Vec<String>| (!items.is_empty()).then(|| items.join(","));
     Ok(Retry {
@@ -324,6 +337,8 @@ mod tests {
         assert_eq!(h.rules[0].name, "rule-0");
         assert!(h.rules[0].matches.is_empty(), "no match: every request");
         assert!(h.warnings[0].starts_with("rules[0].retry.retryRemoteLocalities"), "{:?}", h.warnings);
+        let copied = parse(r#"{"rules":[{"retries":{"attempts":2,"backoff":"25ms","retryIgnorePreviousHosts":true,"retryRemoteLocalities":false}}]}"#).unwrap();
+        assert_eq!(copied.warnings.len(), 2, "route-only fields are reported: {:?}", copied.warnings);
     }
 
     #[test]
@@ -345,7 +360,8 @@ mod tests {
             (r#"{"rules":[{"retry":{"attempts":11}}]}"#, "rules[0].retry.attempts: 11 is out of range 0..=10"),
             (r#"{"rules":[{"retry":{"attempts":-1}}]}"#, "rules[0].retry.attempts: -1 is out of range"),
             (r#"{"rules":[{"retry":{"perTryTimeout":"1s"}}]}"#, "rules[0].retry.attempts: required"),
-            (r#"{"rules":[{"retry":{"attempts":1,"backoff":"1s"}}]}"#, "rules[0].retry.backoff: unknown field"),
+            (r#"{"rules":[{"retry":{"attempts":1,"jitter":"1s"}}]}"#, "rules[0].retry.jitter: unknown field"),
+            (r#"{"rules":[{"retry":{"attempts":1,"backoff":"soon"}}]}"#, "rules[0].retry.backoff: \"soon\""),
             (r#"{"rules":[{"timeout":"1s","mirror":{}}]}"#, "rules[0].mirror: unknown field"),
             (r#"{"rules":[{"timeout":"1s"}],"budget":{"retryRatio":1.5}}"#, "budget.retryRatio: 1.5 is out of range"),
             (r#"{"rules":[{"timeout":"1s"}],"budget":{"window":"100ms"}}"#, "budget.window: must be between 1s and 10m"),
