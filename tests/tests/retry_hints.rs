@@ -118,6 +118,17 @@ fn a_get_that_fails_twice_succeeds_on_the_third_attempt() {
 }
 
 #[test]
+fn a_bare_status_code_in_retry_on_retries_that_status() {
+    // Istio's `retryOn: "connect-failure,429"` becomes retriable-status-codes
+    // plus x-envoy-retriable-status-codes: 429.
+    let config = json!({ "rules": [{ "retry": { "attempts": 2, "retryOn": "connect-failure,429" } }] });
+    let (envoy, upstream) = setup(Script::fail_then_ok("busy", 429, 1), &config, None);
+    let response = envoy.send(&Request::get("/")).unwrap();
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    assert_eq!(upstream.received().len(), 2);
+}
+
+#[test]
 fn a_post_without_idempotency_key_is_not_retried_even_by_the_routes_policy() {
     let (envoy, upstream) = setup(Script::fail_then_ok("flaky", 503, 1), &users(), Some(("5xx", 3)));
     let response = envoy.send(&Request::post("/orders", "{\"item\":7}")).unwrap();
@@ -173,7 +184,7 @@ fn envoy_refuses_a_bad_configuration_with_the_field_named() {
 #[test]
 fn retries_stay_within_the_budget_against_a_backend_failing_half_the_time() {
     // Linkerd's defaults: 20% of recent requests plus 10 per second, over 10 s.
-    let (ratio, min_per_second, window_s) = (0.2, 10.0, 10.0);
+    let (ratio_percent, min_per_second, window_s) = (20, 10, 10);
     let config = json!({ "rules": [{ "name": "flaky", "retry": { "attempts": 3, "retryOn": "5xx" } }] });
     let (envoy, upstream) = setup(Script::cycle("flaky", &[503, 200]), &config, None);
     let (clients, per_client) = (4, 500);
@@ -191,7 +202,8 @@ fn retries_stay_within_the_budget_against_a_backend_failing_half_the_time() {
             });
         }
     });
-    let elapsed = started.elapsed().as_secs_f64();
+    let took = started.elapsed();
+    let elapsed = took.as_secs();
     settle();
     let requests = clients * per_client;
     let attempts = upstream.received().len();
@@ -199,17 +211,18 @@ fn retries_stay_within_the_budget_against_a_backend_failing_half_the_time() {
     let exhausted = envoy.wasm_metric("retry_hints.budget_exhausted").unwrap().unwrap_or(0);
     // Each window of 10 one-second buckets allows 20% of its requests plus
     // 100; a run longer than one window gets the floor once per window.
-    let windows = ((elapsed + 1.0) / window_s).ceil();
-    let allowed = requests as f64 * (1.0 + ratio) + min_per_second * window_s * windows;
+    let windows = (elapsed + 1).div_ceil(window_s) as usize;
+    let allowed = requests + requests * ratio_percent / 100 + min_per_second * window_s as usize * windows;
     println!(
-        "budget: {requests} requests in {elapsed:.1} s ({windows} window(s)), {attempts} upstream attempts, {} retries \
-         (charged {charged}), allowed at most {allowed:.0} attempts; {} answered 200; budget exhausted for {exhausted} requests; \
+        "budget: {requests} requests in {:.1} s ({windows} window(s)), {attempts} upstream attempts, {} retries \
+         (charged {charged}), allowed at most {allowed} attempts; {} answered 200; budget exhausted for {exhausted} requests; \
          without a budget every other attempt would be retried: {} attempts",
+        took.as_secs_f64(),
         attempts - requests,
         ok.load(Ordering::Relaxed),
         2 * requests,
     );
-    assert!(attempts as f64 <= allowed, "{attempts} attempts > {allowed:.0}");
+    assert!(attempts <= allowed, "{attempts} attempts > {allowed}");
     assert!(attempts > requests + 300, "the budget allowed retries: {attempts}");
     assert!(exhausted > 0, "and ran out");
     assert_eq!(charged, attempts - requests, "the budget was charged exactly the retries Envoy made");

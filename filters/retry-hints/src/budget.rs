@@ -98,9 +98,11 @@ impl Window {
     }
 
     /// The bucket for `tick`, emptied first if it last held an older tick.
+    /// A newer one (the clock stepped back) is kept and counted into, so
+    /// nothing recorded is lost.
     fn bucket(&mut self, tick: u64) -> Option<&mut Bucket> {
         let bucket = self.buckets.get_mut((tick % BUCKETS as u64) as usize)?;
-        if bucket.tick != tick {
+        if bucket.tick < tick {
             *bucket = Bucket { tick, ..Bucket::default() };
         }
         Some(bucket)
@@ -232,6 +234,14 @@ mod tests {
         assert_eq!(w.remaining(&config, 25), 0);
         assert_eq!(config.tick(9_999), 9);
         assert_eq!(config.tick(10_000), 10);
+    }
+
+    #[test]
+    fn a_clock_that_steps_back_loses_nothing() {
+        let mut w = Window::default();
+        w.deposit(&DEFAULT, 20, 1);
+        w.deposit(&DEFAULT, 10, 1);
+        assert_eq!(w.totals(20), (2, 2), "tick 10 shares slot 0 with tick 20 and counts into it");
     }
 
     #[test]
