@@ -44,6 +44,9 @@ struct RuleSpec {
     #[serde(alias = "retries")]
     retry: Option<RetrySpec>,
     timeout: Option<String>,
+    /// For this rule only, e.g. `[POST]` for a gRPC service whose methods
+    /// are all idempotent.
+    idempotent_methods: Option<Vec<String>>,
 }
 
 /// Istio's `HTTPRetry`, plus Envoy's retriable codes, headers and hedging.
@@ -95,6 +98,8 @@ pub struct Rule {
     pub matches: Vec<HttpMatch>,
     pub retry: Option<Retry>,
     pub timeout_ms: Option<u64>,
+    /// Replaces the top-level `idempotentMethods` for this rule.
+    pub idempotent_methods: Option<Vec<String>>,
     /// The shared-data key of this rule's budget.
     pub budget_key: String,
 }
@@ -149,14 +154,7 @@ fn compile(spec: HintsSpec) -> Result<Hints, ConfigError> {
     check_header_name(&root.field("idempotencyKeyHeader"), &idempotency_key_header)?;
     let idempotent_methods = match spec.idempotent_methods {
         None => DEFAULT_METHODS.iter().map(|m| m.to_string()).collect(),
-        Some(methods) => {
-            for (i, m) in methods.iter().enumerate() {
-                if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_') {
-                    return Err(root.field("idempotentMethods").index(i).error(format!("{m:?} is not an upper-case method name")));
-                }
-            }
-            methods
-        }
+        Some(methods) => check_methods(&root.field("idempotentMethods"), methods)?,
     };
     for (i, p) in spec.trusted_principals.iter().enumerate() {
         if strip_spiffe(p).is_empty() {
@@ -185,6 +183,15 @@ fn compile(spec: HintsSpec) -> Result<Hints, ConfigError> {
     })
 }
 
+fn check_methods(path: &FieldPath, methods: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    for (i, m) in methods.iter().enumerate() {
+        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_') {
+            return Err(path.index(i).error(format!("{m:?} is not an upper-case method name")));
+        }
+    }
+    Ok(methods)
+}
+
 fn compile_rule(path: &FieldPath, index: usize, spec: RuleSpec, warnings: &mut Vec<String>) -> Result<Rule, ConfigError> {
     let name = spec.name.unwrap_or_else(|| format!("rule-{index}"));
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
@@ -204,7 +211,8 @@ fn compile_rule(path: &FieldPath, index: usize, spec: RuleSpec, warnings: &mut V
     if retry.is_none() && timeout_ms.is_none() {
         return Err(path.error("needs `retry` or `timeout`: the rule would do nothing"));
     }
-    Ok(Rule { budget_key: format!("retry_hints.budget.{name}"), name, matches, retry, timeout_ms })
+    let idempotent_methods = spec.idempotent_methods.map(|m| check_methods(&path.field("idempotentMethods"), m)).transpose()?;
+    Ok(Rule { budget_key: format!("retry_hints.budget.{name}"), name, matches, retry, timeout_ms, idempotent_methods })
 }
 
 fn compile_retry(path: &FieldPath, spec: RetrySpec, warnings: &mut Vec<String>) -> Result<Retry, ConfigError> {
@@ -375,6 +383,7 @@ mod tests {
             (r#"{"rules":[{"retry":{"attempts":1,"retriableStatusCodes":[700]}}]}"#, "rules[0].retry.retriableStatusCodes[0]: is not an HTTP status code"),
             (r#"{"rules":[{"retry":{"attempts":1,"retriableHeaders":["X-Retry"]}}]}"#, "rules[0].retry.retriableHeaders[0]: \"X-Retry\" is not a lower-case header name"),
             (r#"{"rules":[{"timeout":"1s"}],"idempotentMethods":["post"]}"#, "idempotentMethods[0]: \"post\" is not an upper-case method name"),
+            (r#"{"rules":[{"timeout":"1s","idempotentMethods":["GET","get"]}]}"#, "rules[0].idempotentMethods[1]: \"get\" is not an upper-case method name"),
             (r#"{"rules":[{"timeout":"1s"}],"idempotencyKeyHeader":""}"#, "idempotencyKeyHeader: \"\" is not a lower-case header name"),
             (r#"{"rules":[]}"#, "rules: no rules"),
             (r#"{"rules":[{"timeout":"1s"}],"maxRetryBodyBytes":-1}"#, "maxRetryBodyBytes: invalid value"),

@@ -147,7 +147,7 @@ impl RetryStream {
         }
         let Some((index, rule)) = hints.rule_for(&request) else { return Ok(()) };
         let offered = rule.retry.as_ref().map(|r| r.attempts);
-        let safety = hints.safety(&RequestView { request, end_of_stream });
+        let safety = hints.safety(rule, &RequestView { request, end_of_stream });
         let wanted = if safety.is_ok() { offered.unwrap_or(0) } else { 0 };
         let config: &BudgetConfig = &hints.budget;
         let tick = config.tick(now_ms(host)?);

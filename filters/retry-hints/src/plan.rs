@@ -57,10 +57,11 @@ impl Hints {
         self.rules.iter().enumerate().find(|(_, r)| r.matches.is_empty() || r.matches.iter().any(|m| m.matches(request)))
     }
 
-    /// Whether Envoy may send this request more than once.
-    pub fn safety(&self, view: &RequestView<'_>) -> Result<(), Unsafe> {
+    /// Whether Envoy may send this request, matched by `rule`, more than once.
+    pub fn safety(&self, rule: &Rule, view: &RequestView<'_>) -> Result<(), Unsafe> {
         let method = view.request.header(":method").unwrap_or_default();
-        let idempotent = self.idempotent_methods.iter().any(|m| *m == method);
+        let methods = rule.idempotent_methods.as_ref().unwrap_or(&self.idempotent_methods);
+        let idempotent = methods.iter().any(|m| *m == method);
         let keyed = KEYED_METHODS.contains(&method.as_ref())
             && view.request.header(&self.idempotency_key_header).is_some_and(|k| !k.trim().is_empty());
         if !idempotent && !keyed {
@@ -197,7 +198,7 @@ mod tests {
     #[test]
     fn only_idempotent_or_keyed_requests_are_safe() {
         let h = hints(USERS);
-        let safety = |method: &str, extra: &[(&str, &str)], eos: bool| h.safety(&view(&request(method, "/", extra), eos));
+        let safety = |method: &str, extra: &[(&str, &str)], eos: bool| h.safety(&h.rules[1], &view(&request(method, "/", extra), eos));
         for m in ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"] {
             assert_eq!(safety(m, &[], true), Ok(()), "{m}");
         }
@@ -211,9 +212,22 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_may_name_its_own_idempotent_methods() {
+        let h = hints(r#"{"rules":[{"name":"grpc","match":[{"headers":{"content-type":{"prefix":"application/grpc"}}}],"retry":{"attempts":2},"idempotentMethods":["POST"]},{"retry":{"attempts":2}}]}"#);
+        let call = request("POST", "/pkg.Svc/Get", &[("content-type", "application/grpc"), ("content-length", "5")]);
+        let (_, rule) = h.rule_for(&view(&call, false).request).unwrap();
+        assert_eq!(h.safety(rule, &view(&call, false)), Ok(()), "gRPC calls are POSTs");
+        let get = request("GET", "/", &[]);
+        assert_eq!(h.safety(rule, &view(&get, true)), Err(Unsafe::Method), "the rule's list replaces the default");
+        let form = request("POST", "/form", &[("content-length", "5")]);
+        let (_, other) = h.rule_for(&view(&form, false).request).unwrap();
+        assert_eq!(h.safety(other, &view(&form, false)), Err(Unsafe::Method));
+    }
+
+    #[test]
     fn large_or_unknown_bodies_are_not_retried() {
         let h = hints(&USERS.replace(r#"{"rules""#, r#"{"maxRetryBodyBytes":1000,"rules""#));
-        let safety = |extra: &[(&str, &str)]| h.safety(&view(&request("PUT", "/", extra), false));
+        let safety = |extra: &[(&str, &str)]| h.safety(&h.rules[1], &view(&request("PUT", "/", extra), false));
         assert_eq!(safety(&[("content-length", "1000")]), Ok(()));
         assert_eq!(safety(&[("content-length", "1001")]), Err(Unsafe::BodyTooLarge));
         assert_eq!(safety(&[("transfer-encoding", "chunked")]), Err(Unsafe::BodyOfUnknownLength));

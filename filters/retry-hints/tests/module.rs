@@ -175,6 +175,16 @@ fn reserved_retries_not_made_are_given_back() {
 }
 
 #[test]
+fn decisions_are_logged_at_debug_with_the_request_id() {
+    let config = PluginConfig::new("retry-hints").json(&users()).clock(T0).log_level(harness::abi::LogLevel::Debug);
+    let mut p = Plugin::start(&module(), config, SharedState::new()).unwrap();
+    let out = p.send(&to_service(Request::post("/orders", "{}")), &UpstreamResponse::ok());
+    assert!(out.logged("retry-hints: request 00000000-0000-4000-8000-000000000001: rule my-service, safety Err(Method)"), "{:?}", out.logs);
+    let mut quiet = plugin(&users());
+    assert!(quiet.send(&to_service(Request::get("/")), &UpstreamResponse::ok()).logs.is_empty(), "nothing at Envoy's default level");
+}
+
+#[test]
 fn a_bad_configuration_stops_the_plugin_naming_the_field() {
     let cases = [
         (json!({ "rules": [{ "retry": { "attempts": 3, "perTryTimeout": "2 seconds" } }] }), "rules[0].retry.perTryTimeout"),
