@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // tests fail by panicking
 
+use e2e::differential::Case;
 use e2e::mesh_router::mesh_router;
 use e2e::{wasm_module, Bootstrap, Envoy, Request, Route, Script, Upstream, WasmFilter};
 use serde_json::{json, Value};
@@ -78,6 +79,28 @@ fn envoy_reports_the_attempts_it_made_at_response_and_log_time() {
     assert_eq!(second.header("x-attempts-logged-before").map(|v| v.split('@').next().unwrap()), Some("3"), "at log time too");
     let unrouted = envoy.send(&Request::get("/nowhere")).unwrap();
     assert_eq!((unrouted.status, unrouted.header("x-attempts")), (404, Some("0")), "no route, no upstream attempt");
+}
+
+#[test]
+fn the_harness_reports_attempts_as_envoy_does() {
+    // Without retries both say 0 on the way in and 1 on the way back, and a
+    // local reply made no attempt.
+    let read = |to: Value| json!({ "getProperty": { "path": ["upstream", "request_attempt_count"], "as": "int64", "to": to } });
+    for reply in [false, true] {
+        let mut on_request = vec![read(json!({ "map": "request", "name": "x-attempts" }))];
+        if reply {
+            on_request.push(json!({ "localResponse": { "status": 429, "body": "slow down" } }));
+        }
+        let case = Case::probe(json!({
+            "onRequestHeaders": on_request,
+            "onResponseHeaders": [read(json!({ "map": "response", "name": "x-attempts" }))],
+        }));
+        let (envoy, log) = case.in_envoy().unwrap();
+        let (harness, _) = case.in_harness().unwrap();
+        assert_eq!(envoy, harness, "envoy log:\n{log}");
+        let attempts = envoy.response_headers.iter().find(|(k, _)| k == "x-attempts").map(|(_, v)| v.as_str());
+        assert_eq!(attempts, Some(if reply { "0" } else { "1" }));
+    }
 }
 
 #[test]
