@@ -167,7 +167,7 @@ impl RetryStream {
             _ => {}
         }
         for (name, value) in plan::headers_for(rule, plan::is_grpc(&request), allowed) {
-            // A trusted caller's own value stands, unless the budget is spent.
+            // A trusted caller's own value stands, unless this request gets no retries.
             let withheld_retries = name == "x-envoy-max-retries" && value == "0";
             if trusted && sent.contains(&name) && !withheld_retries {
                 continue;
