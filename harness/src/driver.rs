@@ -106,6 +106,7 @@ pub fn run(chain: &mut [Plugin], request: &Request, upstream: &UpstreamResponse)
         }
         Ok(()) => {
             driver.forward();
+            driver.upstream_attempts(upstream.attempts);
             if let Err(stop) = driver.response_phase(upstream) {
                 driver.finish_response(stop);
             }
@@ -390,6 +391,15 @@ impl Driver<'_> {
             body,
             trailers: text(&self.maps.request_trailers),
         });
+    }
+
+    /// What `upstream.request_attempt_count` reads from now on, in every filter.
+    fn upstream_attempts(&mut self, attempts: u32) {
+        for plugin in self.chain.iter_mut() {
+            if let Some(view) = plugin.vm.store.data_mut().stream.as_mut() {
+                view.upstream_attempts = attempts;
+            }
+        }
     }
 
     fn response_phase(&mut self, upstream: &UpstreamResponse) -> Result<(), Stop> {

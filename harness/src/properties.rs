@@ -91,6 +91,9 @@ pub fn lookup(state: &HostState, path: &[String]) -> Option<Vec<u8>> {
         ["plugin_vm_id"] => Some(state.plugin.vm_id.as_bytes().to_vec()),
         ["request", rest @ ..] => state.stream.as_ref().and_then(|s| request_attribute(s, state.now(), rest)),
         ["response", rest @ ..] => state.stream.as_ref().and_then(|s| response_attribute(s, rest)),
+        // Envoy 1.40: 0 until the router forwarded the request (and for
+        // local replies), then the attempts made, retries included.
+        ["upstream", "request_attempt_count"] => state.stream.as_ref().map(|s| i64::from(s.upstream_attempts).to_le_bytes().to_vec()),
         ["connection", "mtls"] => Some(vec![0]),
         ["source", "address"] => Some(b"127.0.0.1:50000".to_vec()),
         ["source", "port"] => Some(50000i64.to_le_bytes().to_vec()),

@@ -137,6 +137,9 @@ pub struct UpstreamSpec {
     pub body: Option<String>,
     #[serde(default)]
     pub trailers: Pairs,
+    /// Router attempts, retries included (`upstream.request_attempt_count`).
+    #[serde(default)]
+    pub attempts: Option<u32>,
 }
 
 /// Expectations on headers and body of one side.
@@ -290,6 +293,9 @@ impl UpstreamSpec {
         }
         for (k, v) in &self.trailers.0 {
             response = response.trailer(k, v);
+        }
+        if let Some(n) = self.attempts {
+            response = response.attempts(n);
         }
         response
     }

@@ -173,6 +173,8 @@ pub struct StreamView {
     pub close_response: bool,
     /// Set once the response has started (response callbacks run).
     pub response_started: bool,
+    /// Upstream attempts the router made (0 until it forwarded the request).
+    pub upstream_attempts: u32,
 }
 
 /// Everything one VM's host functions read and write.

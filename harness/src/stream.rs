@@ -117,6 +117,10 @@ pub struct UpstreamResponse {
     pub headers: Vec<(String, String)>,
     pub body: Vec<Vec<u8>>,
     pub trailers: Vec<(String, String)>,
+    /// How many times Envoy's router tried the upstream, retries included
+    /// (1 without retries): `upstream.request_attempt_count` once the
+    /// response is in. The answer above is the last attempt's.
+    pub attempts: u32,
 }
 
 impl UpstreamResponse {
@@ -125,7 +129,7 @@ impl UpstreamResponse {
     }
 
     pub fn status(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: Vec::new(), trailers: Vec::new() }
+        Self { status, headers: Vec::new(), body: Vec::new(), trailers: Vec::new(), attempts: 1 }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -148,6 +152,12 @@ impl UpstreamResponse {
 
     pub fn trailer(mut self, name: &str, value: &str) -> Self {
         self.trailers.push((name.to_ascii_lowercase(), value.to_string()));
+        self
+    }
+
+    /// The router made `n` attempts (retries included) before this answer.
+    pub fn attempts(mut self, n: u32) -> Self {
+        self.attempts = n;
         self
     }
 

@@ -90,6 +90,12 @@ impl Envoy {
 
     /// Starts Envoy on a config given whole; it must have an admin listener.
     pub fn start_json(config: &Value) -> Result<Self, KitError> {
+        Self::start_json_with_workers(config, 1)
+    }
+
+    /// Like [`Envoy::start_json`], with `workers` worker threads (each with
+    /// its own Wasm VMs, sharing their shared data).
+    pub fn start_json_with_workers(config: &Value, workers: usize) -> Result<Self, KitError> {
         let binary = envoy_binary()?;
         let dir = ScratchDir::new()?;
         let config_path = dir.0.join("envoy.yaml");
@@ -107,7 +113,7 @@ impl Envoy {
             .arg(&config_path)
             .arg("--admin-address-path")
             .arg(&admin_path)
-            .args(["--use-dynamic-base-id", "--concurrency", "1", "--disable-hot-restart"])
+            .args(["--use-dynamic-base-id", "--concurrency", &workers.to_string(), "--disable-hot-restart"])
             .args(["-l", &level, "--component-log-level", "wasm:debug"])
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))

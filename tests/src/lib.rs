@@ -16,6 +16,8 @@ pub mod http;
 pub mod jwt;
 pub mod manifests;
 pub mod tls;
+pub mod mesh_router;
+pub mod retry_hints_tour;
 pub mod tour;
 pub mod upstream;
 

@@ -45,6 +45,11 @@ pub struct Script {
     pub identity: String,
     pub extra_headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The statuses repeat from the first once used up (the last one
+    /// repeats otherwise).
+    pub cycle: bool,
+    /// Only the first this many requests wait `delay` (all of them if 0).
+    pub slow_first: usize,
 }
 
 impl Script {
@@ -55,6 +60,8 @@ impl Script {
             identity: identity.to_string(),
             extra_headers: Vec::new(),
             body: format!("hello from {identity}\n").into_bytes(),
+            cycle: false,
+            slow_first: 0,
         }
     }
 
@@ -63,6 +70,23 @@ impl Script {
         let mut statuses = vec![status; n];
         statuses.push(200);
         Self { statuses, ..Self::ok(identity) }
+    }
+
+    /// Answers `statuses` in turn, over and over (`[503, 200]`: every
+    /// second request fails, whoever sends it).
+    pub fn cycle(identity: &str, statuses: &[u16]) -> Self {
+        Self { statuses: statuses.to_vec(), cycle: true, ..Self::ok(identity) }
+    }
+
+    /// The first `n` requests wait `delay` before the answer; later ones do not.
+    pub fn slow_first(mut self, n: usize, delay: Duration) -> Self {
+        self.slow_first = n;
+        self.delay = delay;
+        self
+    }
+
+    fn delay_for(&self, nth: usize) -> Duration {
+        if self.slow_first == 0 || nth < self.slow_first { self.delay } else { Duration::ZERO }
     }
 
     pub fn with_delay(mut self, delay: Duration) -> Self {
@@ -76,6 +100,9 @@ impl Script {
     }
 
     fn status_for(&self, nth: usize) -> u16 {
+        if self.cycle && !self.statuses.is_empty() {
+            return self.statuses.get(nth % self.statuses.len()).copied().unwrap_or(200);
+        }
         self.statuses.get(nth).or(self.statuses.last()).copied().unwrap_or(200)
     }
 }
@@ -166,8 +193,9 @@ fn serve(conn: TcpStream, log: &Log, script: &Script) {
             log.arrived.notify_all();
             received.len() - 1
         };
-        if !script.delay.is_zero() {
-            thread::sleep(script.delay);
+        let delay = script.delay_for(nth);
+        if !delay.is_zero() {
+            thread::sleep(delay);
         }
         let status = script.status_for(nth);
         let mut headers = vec![

@@ -1,16 +1,18 @@
 //! What every filter in this project shares: host access that never panics,
-//! Istio's string matching, configuration errors that name their field, and
+//! Istio's string matching and `HTTPMatchRequest` blocks, configuration errors that name their field, and
 //! Prometheus-visible metrics.
 
 pub mod abi;
 pub mod codec;
 pub mod config_error;
 pub mod host;
+pub mod http_match;
 pub mod matcher;
 pub mod metrics;
 pub mod mock;
 
 pub use config_error::{parse_json, ConfigError, FieldPath};
 pub use host::{AbiHost, BufferType, Host, HostError, HostResult, LogLevel, MapType, MetricType};
+pub use http_match::{HttpMatch, HttpMatchSpec, MatchRequest};
 pub use matcher::{CompiledStringMatch, IstioMatch, StringMatch, StringMatchSpec};
 pub use metrics::Metric;

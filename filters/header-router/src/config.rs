@@ -2,9 +2,12 @@
 //! VirtualService `http` routes, compiled once into a ready `Router`. Every
 //! error names the field (`routes[1].match[0].headers.user-agent.regex: …`).
 
-use filter_common::{parse_json, CompiledStringMatch, ConfigError, FieldPath, StringMatchSpec};
+use filter_common::http_match::{check_header_name, strip_spiffe};
+use filter_common::{parse_json, ConfigError, FieldPath, HttpMatchSpec};
 use serde::Deserialize;
-use std::collections::BTreeMap;
+
+/// One `HTTPMatchRequest` block, compiled (shared with the other filters).
+pub use filter_common::HttpMatch as Match;
 
 const DEFAULT_HEADER: &str = "x-route-destination";
 
@@ -38,7 +41,7 @@ struct RouterSpec {
 struct RouteSpec {
     name: Option<String>,
     #[serde(default, rename = "match")]
-    matches: Vec<MatchSpec>,
+    matches: Vec<HttpMatchSpec>,
     #[serde(default)]
     route: Vec<TargetSpec>,
 }
@@ -48,30 +51,6 @@ struct RouteSpec {
 struct TargetSpec {
     value: String,
     weight: Option<u32>,
-}
-
-/// Istio's `HTTPMatchRequest`, plus the caller's mTLS identity.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct MatchSpec {
-    /// Istio's name for the block; used in logs only.
-    #[allow(dead_code)]
-    name: Option<String>,
-    uri: Option<StringMatchSpec>,
-    scheme: Option<StringMatchSpec>,
-    method: Option<StringMatchSpec>,
-    authority: Option<StringMatchSpec>,
-    #[serde(default)]
-    headers: BTreeMap<String, StringMatchSpec>,
-    #[serde(default)]
-    query_params: BTreeMap<String, StringMatchSpec>,
-    #[serde(default)]
-    without_headers: BTreeMap<String, StringMatchSpec>,
-    #[serde(default)]
-    ignore_uri_case: bool,
-    port: Option<u32>,
-    source_principal: Option<String>,
-    source_namespace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,22 +72,6 @@ pub enum Sticky {
 pub struct Target {
     pub value: String,
     pub weight: u32,
-}
-
-/// One `HTTPMatchRequest`: every condition present must hold.
-#[derive(Debug, Clone, Default)]
-pub struct Match {
-    pub uri: Option<CompiledStringMatch>,
-    pub scheme: Option<CompiledStringMatch>,
-    pub method: Option<CompiledStringMatch>,
-    pub authority: Option<CompiledStringMatch>,
-    pub headers: Vec<(String, CompiledStringMatch)>,
-    pub query_params: Vec<(String, CompiledStringMatch)>,
-    pub without_headers: Vec<(String, CompiledStringMatch)>,
-    pub port: Option<u32>,
-    /// Istio principal form: `<trust-domain>/ns/<ns>/sa/<sa>`.
-    pub source_principal: Option<String>,
-    pub source_namespace: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,15 +106,6 @@ impl Router {
     }
 }
 
-/// A header name a route can be matched on: lower-case token characters.
-fn check_header_name(path: &FieldPath, name: &str) -> Result<(), ConfigError> {
-    let token = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.!#$%&'*+^`|~".contains(&b);
-    if name.is_empty() || !name.bytes().all(token) {
-        return Err(path.error(format!("{name:?} is not a lower-case header name")));
-    }
-    Ok(())
-}
-
 /// A value Envoy can carry in a header (and, in cluster mode, a cluster name).
 fn check_value(path: &FieldPath, value: &str, mode: Mode) -> Result<(), ConfigError> {
     if value.is_empty() {
@@ -161,10 +115,6 @@ fn check_value(path: &FieldPath, value: &str, mode: Mode) -> Result<(), ConfigEr
         return Err(path.error(format!("{value:?} cannot be sent as a header value{}", if mode == Mode::ClusterHeader { " naming a cluster" } else { "" })));
     }
     Ok(())
-}
-
-fn strip_spiffe(principal: &str) -> String {
-    principal.strip_prefix("spiffe://").unwrap_or(principal).to_string()
 }
 
 fn compile(spec: RouterSpec) -> Result<Router, ConfigError> {
@@ -203,7 +153,7 @@ fn compile(spec: RouterSpec) -> Result<Router, ConfigError> {
     if let Some(name) = &spec.response_header {
         check_header_name(&root.field("responseHeader"), name)?;
     }
-    let needs_identity = routes.iter().flat_map(|r| &r.matches).any(|m| m.source_principal.is_some() || m.source_namespace.is_some());
+    let needs_identity = routes.iter().flat_map(|r| &r.matches).any(Match::needs_identity);
     let needs_port = routes.iter().flat_map(|r| &r.matches).any(|m| m.port.is_some());
     Ok(Router {
         header,
@@ -259,61 +209,9 @@ fn compile_targets(path: &FieldPath, specs: Vec<TargetSpec>, mode: Mode) -> Resu
     Ok(targets)
 }
 
-fn compile_match(path: &FieldPath, spec: MatchSpec) -> Result<Match, ConfigError> {
-    let one = |field: &str, m: &Option<StringMatchSpec>, ignore_case: bool| -> Result<Option<CompiledStringMatch>, ConfigError> {
-        m.as_ref().map(|m| m.compile(&path.field(field), ignore_case)).transpose()
-    };
-    let named = |field: &str, map: &BTreeMap<String, StringMatchSpec>, prefix_allowed: bool| -> Result<Vec<(String, CompiledStringMatch)>, ConfigError> {
-        let mut out = Vec::with_capacity(map.len());
-        for (name, m) in map {
-            let at = path.field(field).field(name);
-            if field != "queryParams" {
-                check_header_name(&at, name)?;
-                if matches!(name.as_str(), "uri" | "scheme" | "method" | "authority") || name.starts_with(':') {
-                    return Err(at.error(format!("match {name} with its own field, not as a header (Istio ignores it here)")));
-                }
-            }
-            if !prefix_allowed && m.prefix.is_some() {
-                return Err(at.field("prefix").error("Istio does not support prefix matching of query parameters"));
-            }
-            out.push((name.clone(), m.compile(&at, false)?));
-        }
-        Ok(out)
-    };
-    let compiled = Match {
-        uri: one("uri", &spec.uri, spec.ignore_uri_case)?,
-        scheme: one("scheme", &spec.scheme, false)?,
-        method: one("method", &spec.method, false)?,
-        authority: one("authority", &spec.authority, false)?,
-        headers: named("headers", &spec.headers, true)?,
-        query_params: named("queryParams", &spec.query_params, false)?,
-        without_headers: named("withoutHeaders", &spec.without_headers, true)?,
-        port: spec.port,
-        source_principal: spec.source_principal.map(|p| strip_spiffe(&p)),
-        source_namespace: spec.source_namespace,
-    };
-    if let Some(port) = compiled.port {
-        if port == 0 || port > 65535 {
-            return Err(path.field("port").error(format!("{port} is not a port")));
-        }
-    }
-    if compiled.source_principal.as_deref() == Some("") {
-        return Err(path.field("sourcePrincipal").error("must not be empty"));
-    }
-    if compiled.source_namespace.as_deref() == Some("") {
-        return Err(path.field("sourceNamespace").error("must not be empty"));
-    }
-    let empty = compiled.uri.is_none()
-        && compiled.scheme.is_none()
-        && compiled.method.is_none()
-        && compiled.authority.is_none()
-        && compiled.headers.is_empty()
-        && compiled.query_params.is_empty()
-        && compiled.without_headers.is_empty()
-        && compiled.port.is_none()
-        && compiled.source_principal.is_none()
-        && compiled.source_namespace.is_none();
-    if empty {
+fn compile_match(path: &FieldPath, spec: HttpMatchSpec) -> Result<Match, ConfigError> {
+    let compiled = spec.compile(path)?;
+    if compiled.is_empty() {
         return Err(path.error("an empty match block matches everything; use `default` for that"));
     }
     Ok(compiled)

@@ -2,7 +2,8 @@
 //! (Istio's order), then, for a split, the side a stable hash of the user's
 //! key falls on. Pure logic over the request's headers and identity.
 
-use crate::config::{Match, Route, Router, Sticky, Target};
+use crate::config::{Route, Router, Sticky, Target};
+use filter_common::MatchRequest;
 use std::borrow::Cow;
 
 /// What the decision reads of a request.
@@ -41,91 +42,15 @@ impl Decision<'_> {
 }
 
 impl<'a> RequestView<'a> {
+    /// What the shared `HTTPMatchRequest` blocks read of the request.
+    fn for_matching(&self) -> MatchRequest<'a> {
+        MatchRequest { headers: self.headers, principal: self.principal, port: self.port }
+    }
+
     /// All values of a header joined with `,`, as Envoy's header matchers see
     /// a repeated header.
     pub fn header(&self, name: &str) -> Option<Cow<'a, str>> {
-        let mut values = self.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_slice());
-        let first = values.next()?;
-        match values.next() {
-            None => Some(String::from_utf8_lossy(first)),
-            Some(second) => {
-                let mut joined = String::from_utf8_lossy(first).into_owned();
-                for v in std::iter::once(second).chain(values) {
-                    joined.push(',');
-                    joined.push_str(&String::from_utf8_lossy(v));
-                }
-                Some(Cow::Owned(joined))
-            }
-        }
-    }
-
-    /// The path without its query string, as Envoy's route matching sees it.
-    fn uri(&self) -> Option<Cow<'a, str>> {
-        self.header(":path").map(|p| match p.find(['?', '#']) {
-            Some(cut) => Cow::Owned(p.get(..cut).unwrap_or_default().to_string()),
-            None => p,
-        })
-    }
-
-    /// The first value of a query parameter, percent-decoded.
-    fn query_param(&self, name: &str) -> Option<String> {
-        let path = self.header(":path")?;
-        let query = path.split_once('?')?.1;
-        let query = query.split('#').next().unwrap_or_default();
-        query.split('&').find_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key) == name).then(|| percent_decode(value))
-        })
-    }
-
-    fn principal_istio_form(&self) -> Option<&'a str> {
-        self.principal.map(|p| p.strip_prefix("spiffe://").unwrap_or(p))
-    }
-
-    /// The namespace in a principal `<trust-domain>/ns/<ns>/sa/<sa>`.
-    fn namespace(&self) -> Option<&'a str> {
-        let mut parts = self.principal_istio_form()?.split('/');
-        parts.next()?;
-        (parts.next()? == "ns").then(|| parts.next()).flatten()
-    }
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b, hex) {
-            (b'%', Some(decoded)) => {
-                out.push(decoded);
-                i += 3;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-impl Match {
-    /// True when every condition of the block holds.
-    fn matches(&self, view: &RequestView<'_>) -> bool {
-        let field = |m: &Option<filter_common::CompiledStringMatch>, value: Option<Cow<'_, str>>| {
-            m.as_ref().is_none_or(|m| m.matches(value.as_deref()))
-        };
-        field(&self.uri, view.uri())
-            && field(&self.method, view.header(":method"))
-            && field(&self.scheme, view.header(":scheme"))
-            && field(&self.authority, view.header(":authority"))
-            && self.port.is_none_or(|p| view.port == Some(p))
-            && self.source_principal.as_deref().is_none_or(|p| view.principal_istio_form() == Some(p))
-            && self.source_namespace.as_deref().is_none_or(|ns| view.namespace() == Some(ns))
-            && self.headers.iter().all(|(name, m)| m.matches(view.header(name).as_deref()))
-            && self.query_params.iter().all(|(name, m)| m.matches(view.query_param(name).as_deref()))
-            && self.without_headers.iter().all(|(name, m)| !m.matches(view.header(name).as_deref()))
+        self.for_matching().header(name)
     }
 }
 
@@ -187,7 +112,7 @@ impl Router {
     /// True when the caller may choose its own route.
     fn trusted(&self, view: &RequestView<'_>) -> bool {
         !self.trusted_principals.is_empty()
-            && view.principal_istio_form().is_some_and(|p| self.trusted_principals.iter().any(|t| t == p))
+            && view.for_matching().principal_istio_form().is_some_and(|p| self.trusted_principals.iter().any(|t| t == p))
             && view.header(&self.header).is_some()
     }
 
@@ -195,8 +120,9 @@ impl Router {
         if self.trusted(view) {
             return Decision::Trusted;
         }
+        let request = view.for_matching();
         for (i, route) in self.routes.iter().enumerate() {
-            if route.matches.iter().any(|m| m.matches(view)) {
+            if route.matches.iter().any(|m| m.matches(&request)) {
                 let (target, value) = self.target(route, view);
                 return Decision::Route { route: i, target, value };
             }

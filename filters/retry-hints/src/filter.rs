@@ -1,0 +1,249 @@
+//! The proxy-wasm glue. The root context compiles the configuration and
+//! defines the metrics; each request's context reads the header map once,
+//! removes router-control headers a client sent, asks the plan for the
+//! rule's headers, reserves retries from the shared budget, and sets them.
+//! At log time it reads how many attempts Envoy made and settles the
+//! reservation; on a withheld 503/429 it adds `retry-after`.
+
+use crate::budget::{self, BudgetConfig};
+use crate::config::Hints;
+use crate::plan::{self, RequestView};
+use filter_common::{AbiHost, Host, HostError, LogLevel, MapType, MatchRequest, Metric};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+use std::rc::Rc;
+
+/// The metrics, defined at configure time so requests only increment.
+struct Metrics {
+    hinted: Option<Metric>,
+    skipped_unsafe: Option<Metric>,
+    budget_exhausted: Option<Metric>,
+    attempts_charged: Option<Metric>,
+    retry_after_added: Option<Metric>,
+    client_headers_removed: Option<Metric>,
+    errors: Option<Metric>,
+}
+
+impl Metrics {
+    fn define(host: &dyn Host) -> Self {
+        let counter = |name: &str| Metric::counter(host, name).ok();
+        Self {
+            hinted: counter("retry_hints.hinted"),
+            skipped_unsafe: counter("retry_hints.skipped_unsafe"),
+            budget_exhausted: counter("retry_hints.budget_exhausted"),
+            attempts_charged: counter("retry_hints.attempts_charged"),
+            retry_after_added: counter("retry_hints.retry_after_added"),
+            client_headers_removed: counter("retry_hints.client_headers_removed"),
+            errors: counter("retry_hints.errors"),
+        }
+    }
+}
+
+fn count(host: &dyn Host, metric: Option<&Metric>, n: u64) {
+    if let (Some(m), Ok(n)) = (metric, i64::try_from(n)) {
+        if n > 0 {
+            m.add(host, n);
+        }
+    }
+}
+
+struct Shared {
+    hints: Hints,
+    metrics: Metrics,
+    debug: bool,
+}
+
+#[derive(Default)]
+pub struct RetryRoot {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for RetryRoot {}
+
+impl RootContext for RetryRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let host = AbiHost;
+        let bytes = match host.plugin_configuration() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                host.log(LogLevel::Error, &format!("retry-hints: cannot read the configuration: {e}"));
+                return false;
+            }
+        };
+        let hints = match Hints::parse(bytes.as_deref()) {
+            Ok(hints) => hints,
+            Err(e) => {
+                host.log(LogLevel::Error, &format!("retry-hints: invalid configuration: {e}"));
+                return false;
+            }
+        };
+        for warning in &hints.warnings {
+            host.log(LogLevel::Warn, &format!("retry-hints: ignored: {warning}"));
+        }
+        let metrics = Metrics::define(&host);
+        // Read once: formatting a debug line per request costs even when dropped.
+        let debug = host.log_level().is_ok_and(|l| l <= LogLevel::Debug);
+        self.shared = Some(Rc::new(Shared { hints, metrics, debug }));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let shared = Rc::clone(self.shared.as_ref()?);
+        Some(Box::new(RetryStream { shared, budget: None, withheld: false }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Retries reserved from a rule's budget, settled at log time.
+struct Reservation {
+    rule: usize,
+    tick: u64,
+    retries: u32,
+}
+
+struct RetryStream {
+    shared: Rc<Shared>,
+    budget: Option<Reservation>,
+    /// A rule offered retries that this request did not get (unsafe, or the
+    /// budget was spent): a 503/429 answer gets `retry-after`.
+    withheld: bool,
+}
+
+impl Context for RetryStream {}
+
+fn now_ms(host: &dyn Host) -> Result<u64, HostError> {
+    host.current_time_nanos().map(|n| n / 1_000_000)
+}
+
+fn int64(bytes: Option<Vec<u8>>) -> Option<u64> {
+    let bytes: [u8; 8] = bytes?.get(..8)?.try_into().ok()?;
+    u64::try_from(i64::from_le_bytes(bytes)).ok()
+}
+
+impl RetryStream {
+    fn on_request(&mut self, host: &dyn Host, end_of_stream: bool) -> Result<(), HostError> {
+        let shared = Rc::clone(&self.shared);
+        let (hints, metrics) = (&shared.hints, &shared.metrics);
+        let headers = host.headers(MapType::RequestHeaders)?;
+        let sent = plan::router_control_headers(&headers);
+        let check_caller = !sent.is_empty() && !hints.trusted_principals.is_empty();
+        // Identity and port cost a host call each: read them only when needed.
+        let principal = if hints.needs_identity || check_caller {
+            host.property(&["connection", "uri_san_peer_certificate"])?.map(|v| String::from_utf8_lossy(&v).into_owned())
+        } else {
+            None
+        };
+        let port = if hints.needs_port { int64(host.property(&["destination", "port"])?).and_then(|p| u32::try_from(p).ok()) } else { None };
+        let request = MatchRequest { headers: &headers, principal: principal.as_deref(), port };
+        let trusted = check_caller && request.principal_istio_form().is_some_and(|p| hints.trusted_principals.iter().any(|t| t == p));
+        if !sent.is_empty() && !trusted {
+            for name in &sent {
+                host.remove_header(MapType::RequestHeaders, name)?;
+            }
+            count(host, metrics.client_headers_removed.as_ref(), 1);
+        }
+        let Some((index, rule)) = hints.rule_for(&request) else { return Ok(()) };
+        let offered = rule.retry.as_ref().map(|r| r.attempts);
+        let safety = hints.safety(rule, &RequestView { request, end_of_stream });
+        let wanted = if safety.is_ok() { offered.unwrap_or(0) } else { 0 };
+        let config: &BudgetConfig = &hints.budget;
+        let tick = config.tick(now_ms(host)?);
+        let granted = budget::update(host, &rule.budget_key, |w| w.deposit(config, tick, wanted))?;
+        self.budget = Some(Reservation { rule: index, tick, retries: granted });
+        let allowed = offered.map(|_| if safety.is_ok() { granted } else { 0 });
+        match (offered, safety) {
+            (Some(n), Err(_)) if n > 0 => {
+                self.withheld = true;
+                count(host, metrics.skipped_unsafe.as_ref(), 1);
+            }
+            (Some(n), Ok(())) if n > 0 && granted == 0 => {
+                self.withheld = true;
+                count(host, metrics.budget_exhausted.as_ref(), 1);
+            }
+            (Some(_), Ok(())) if granted > 0 => count(host, metrics.hinted.as_ref(), 1),
+            _ => {}
+        }
+        for (name, value) in plan::headers_for(rule, plan::is_grpc(&request), allowed) {
+            // A trusted caller's own value stands, unless this request gets no retries.
+            let withheld_retries = name == "x-envoy-max-retries" && value == "0";
+            if trusted && sent.contains(&name) && !withheld_retries {
+                continue;
+            }
+            host.replace_header(MapType::RequestHeaders, name, value.as_bytes())?;
+        }
+        if shared.debug {
+            let id = request.header("x-request-id").unwrap_or_default();
+            host.log(LogLevel::Debug, &format!("retry-hints: request {id}: rule {}, safety {safety:?}, retries offered {offered:?}, granted {granted}, client headers {sent:?} trusted {trusted}", rule.name));
+        }
+        Ok(())
+    }
+
+    fn on_response(&self, host: &dyn Host) -> Result<(), HostError> {
+        let status = host.header(MapType::ResponseHeaders, ":status")?;
+        let status = status.as_deref().and_then(|s| std::str::from_utf8(s).ok()).and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
+        if !matches!(status, 429 | 503) {
+            return Ok(());
+        }
+        let upstream_said = host.header(MapType::ResponseHeaders, "retry-after")?.is_some();
+        if plan::needs_retry_after(status, upstream_said, self.withheld) {
+            let seconds = self.shared.hints.retry_after_secs.to_string();
+            host.add_header(MapType::ResponseHeaders, "retry-after", seconds.as_bytes())?;
+            count(host, self.shared.metrics.retry_after_added.as_ref(), 1);
+        }
+        Ok(())
+    }
+
+    /// Replaces the reservation by the retries Envoy really made.
+    fn settle(&self, host: &dyn Host, reservation: &Reservation) -> Result<(), HostError> {
+        let shared = &self.shared;
+        let attempts = int64(host.property(&["upstream", "request_attempt_count"])?).unwrap_or(0);
+        let made = u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
+        count(host, shared.metrics.attempts_charged.as_ref(), u64::from(made));
+        if made == reservation.retries {
+            return Ok(());
+        }
+        let config = &shared.hints.budget;
+        // The current bucket matters only when charging more than reserved.
+        let tick = if made > reservation.retries { config.tick(now_ms(host)?) } else { reservation.tick };
+        let Some(rule) = shared.hints.rules.get(reservation.rule) else { return Ok(()) };
+        budget::update(host, &rule.budget_key, |w| w.settle(tick, reservation.tick, reservation.retries, made))
+    }
+
+    fn failed(&self, host: &dyn Host, stage: &str, e: &HostError) {
+        count(host, self.shared.metrics.errors.as_ref(), 1);
+        host.log(LogLevel::Warn, &format!("retry-hints: {stage}: {e}"));
+    }
+}
+
+impl HttpContext for RetryStream {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        let host = AbiHost;
+        if let Err(e) = self.on_request(&host, end_of_stream) {
+            // Whatever was not set stays unset: Envoy's route policy applies.
+            self.failed(&host, "request left without retry hints", &e);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        if self.withheld {
+            let host = AbiHost;
+            if let Err(e) = self.on_response(&host) {
+                self.failed(&host, "response left without retry-after", &e);
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if let Some(reservation) = self.budget.take() {
+            let host = AbiHost;
+            if let Err(e) = self.settle(&host, &reservation) {
+                self.failed(&host, "attempts not charged to the budget", &e);
+            }
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Decides what a request gets: which rule applies (first match wins),
+//! whether a retry is safe for it, which headers a client must not send,
+//! and the Envoy headers that carry the rule's retries and timeouts. Pure
+//! logic over the request's headers; the budget's grant comes in as a number.
+
+use crate::config::{Hints, Rule, KEYED_METHODS};
+use filter_common::MatchRequest;
+
+/// Headers only the proxy may set: with them a client would order Envoy's
+/// router to retry (or wait) as it likes.
+pub fn is_router_control(name: &str) -> bool {
+    name.starts_with("x-envoy-retry-")
+        || name.starts_with("x-envoy-retriable-")
+        || matches!(
+            name,
+            "x-envoy-max-retries"
+                | "x-envoy-upstream-rq-timeout-ms"
+                | "x-envoy-upstream-rq-per-try-timeout-ms"
+                | "x-envoy-upstream-rq-timeout-alt-response"
+                | "x-envoy-hedge-on-per-try-timeout"
+        )
+}
+
+/// The router-control headers a request carries, each name once.
+pub fn router_control_headers(headers: &[(String, Vec<u8>)]) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for (name, _) in headers {
+        if is_router_control(name) && !names.contains(&name.as_str()) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// Why a request gets no retries although a rule gives some.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsafe {
+    /// Not an idempotent method, and no idempotency key.
+    Method,
+    /// A body larger than `maxRetryBodyBytes`.
+    BodyTooLarge,
+    /// A body of unknown length (no `content-length`): it could be any size.
+    BodyOfUnknownLength,
+}
+
+/// What the request looks like to the safety check.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    pub request: MatchRequest<'a>,
+    /// The request ended with its headers: it has no body.
+    pub end_of_stream: bool,
+}
+
+impl Hints {
+    /// The first rule with a matching block (or without blocks).
+    pub fn rule_for(&self, request: &MatchRequest<'_>) -> Option<(usize, &Rule)> {
+        self.rules.iter().enumerate().find(|(_, r)| r.matches.is_empty() || r.matches.iter().any(|m| m.matches(request)))
+    }
+
+    /// Whether Envoy may send this request, matched by `rule`, more than once.
+    pub fn safety(&self, rule: &Rule, view: &RequestView<'_>) -> Result<(), Unsafe> {
+        let method = view.request.header(":method").unwrap_or_default();
+        let methods = rule.idempotent_methods.as_ref().unwrap_or(&self.idempotent_methods);
+        let idempotent = methods.iter().any(|m| *m == method);
+        let keyed = KEYED_METHODS.contains(&method.as_ref())
+            && view.request.header(&self.idempotency_key_header).is_some_and(|k| !k.trim().is_empty());
+        if !idempotent && !keyed {
+            return Err(Unsafe::Method);
+        }
+        if view.end_of_stream {
+            return Ok(());
+        }
+        match view.request.header("content-length").map(|l| l.trim().parse::<u64>()) {
+            Some(Ok(length)) if length <= self.max_retry_body_bytes => Ok(()),
+            Some(Ok(_)) => Err(Unsafe::BodyTooLarge),
+            // Chunked, or a length that does not parse: size unknown.
+            _ => Err(Unsafe::BodyOfUnknownLength),
+        }
+    }
+}
+
+/// True for a gRPC request, whose retry conditions Envoy reads from
+/// `x-envoy-retry-grpc-on`.
+pub fn is_grpc(request: &MatchRequest<'_>) -> bool {
+    request.header("content-type").is_some_and(|c| c.starts_with("application/grpc"))
+}
+
+/// The headers that carry `rule` for one request. `granted` is the retries
+/// the request may make (`None` when the rule sets no retry policy, so the
+/// route's own stands); with 0, only the timeouts and `x-envoy-max-retries: 0`.
+pub fn headers_for(rule: &Rule, grpc: bool, granted: Option<u32>) -> Vec<(&'static str, String)> {
+    let mut out = Vec::with_capacity(8);
+    if let Some(ms) = rule.timeout_ms {
+        out.push(("x-envoy-upstream-rq-timeout-ms", ms.to_string()));
+    }
+    let (Some(retry), Some(granted)) = (&rule.retry, granted) else { return out };
+    if let Some(ms) = retry.per_try_timeout_ms {
+        out.push(("x-envoy-upstream-rq-per-try-timeout-ms", ms.to_string()));
+    }
+    out.push(("x-envoy-max-retries", granted.to_string()));
+    if granted == 0 {
+        return out;
+    }
+    if let Some(on) = &retry.retry_on {
+        out.push(("x-envoy-retry-on", on.clone()));
+    }
+    if let (true, Some(on)) = (grpc, &retry.grpc_retry_on) {
+        out.push(("x-envoy-retry-grpc-on", on.clone()));
+    }
+    if let Some(codes) = &retry.status_codes {
+        out.push(("x-envoy-retriable-status-codes", codes.clone()));
+    }
+    if let Some(names) = &retry.header_names {
+        out.push(("x-envoy-retriable-header-names", names.clone()));
+    }
+    if let Some(hedge) = retry.hedge_on_per_try_timeout {
+        out.push(("x-envoy-hedge-on-per-try-timeout", hedge.to_string()));
+    }
+    out
+}
+
+/// Whether the client should be told when to come back: the answer is a
+/// retriable failure, the proxy did not (or could not) retry it, and the
+/// upstream did not say itself.
+pub fn needs_retry_after(status: u16, upstream_said: bool, retries_withheld: bool) -> bool {
+    matches!(status, 429 | 503) && retries_withheld && !upstream_said
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn hints(json: &str) -> Hints {
+        Hints::parse(Some(json.as_bytes())).unwrap()
+    }
+
+    fn request(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        [(":authority", "my-service"), (":path", path), (":method", method), (":scheme", "http")]
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn view(headers: &[(String, Vec<u8>)], end_of_stream: bool) -> RequestView<'_> {
+        RequestView { request: MatchRequest { headers, principal: None, port: None }, end_of_stream }
+    }
+
+    const USERS: &str = r#"{"rules":[
+        {"name":"admin","match":[{"uri":{"prefix":"/admin"}}],"timeout":"30s"},
+        {"name":"my-service","match":[{"authority":{"prefix":"my-service"}}],
+         "retry":{"attempts":3,"perTryTimeout":"2s","retryOn":"5xx,connect-failure,refused-stream,unavailable"},"timeout":"10s"}]}"#;
+
+    #[test]
+    fn first_matching_rule_wins() {
+        let h = hints(USERS);
+        let r = |path: &str| {
+            let headers = request("GET", path, &[]);
+            h.rule_for(&view(&headers, true).request).map(|(_, r)| r.name.clone())
+        };
+        assert_eq!(r("/admin/users").as_deref(), Some("admin"));
+        assert_eq!(r("/orders").as_deref(), Some("my-service"));
+        let mut other = request("GET", "/", &[]);
+        other[0].1 = b"billing".to_vec();
+        assert!(h.rule_for(&view(&other, true).request).is_none());
+    }
+
+    #[test]
+    fn the_users_scenario_becomes_envoy_headers() {
+        let h = hints(USERS);
+        let rule = &h.rules[1];
+        assert_eq!(
+            headers_for(rule, false, Some(3)),
+            [
+                ("x-envoy-upstream-rq-timeout-ms", "10000".to_string()),
+                ("x-envoy-upstream-rq-per-try-timeout-ms", "2000".to_string()),
+                ("x-envoy-max-retries", "3".to_string()),
+                ("x-envoy-retry-on", "5xx,connect-failure,refused-stream".to_string()),
+            ]
+        );
+        let grpc = headers_for(rule, true, Some(2));
+        assert!(grpc.contains(&("x-envoy-retry-grpc-on", "unavailable".to_string())));
+        assert!(grpc.contains(&("x-envoy-max-retries", "2".to_string())), "the budget's grant, not the rule's attempts");
+        assert_eq!(
+            headers_for(rule, false, Some(0)),
+            [
+                ("x-envoy-upstream-rq-timeout-ms", "10000".to_string()),
+                ("x-envoy-upstream-rq-per-try-timeout-ms", "2000".to_string()),
+                ("x-envoy-max-retries", "0".to_string()),
+            ],
+            "no retries: no conditions either"
+        );
+        assert_eq!(headers_for(&h.rules[0], false, None), [("x-envoy-upstream-rq-timeout-ms", "30000".to_string())]);
+    }
+
+    #[test]
+    fn only_idempotent_or_keyed_requests_are_safe() {
+        let h = hints(USERS);
+        let safety = |method: &str, extra: &[(&str, &str)], eos: bool| h.safety(&h.rules[1], &view(&request(method, "/", extra), eos));
+        for m in ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"] {
+            assert_eq!(safety(m, &[], true), Ok(()), "{m}");
+        }
+        assert_eq!(safety("POST", &[("content-length", "2")], false), Err(Unsafe::Method));
+        assert_eq!(safety("PATCH", &[], true), Err(Unsafe::Method));
+        assert_eq!(safety("POST", &[("idempotency-key", "k-1"), ("content-length", "2")], false), Ok(()));
+        assert_eq!(safety("PATCH", &[("idempotency-key", "k-1")], true), Ok(()));
+        assert_eq!(safety("POST", &[("idempotency-key", " ")], true), Err(Unsafe::Method), "a blank key is no key");
+        assert_eq!(safety("CONNECT", &[("idempotency-key", "k")], true), Err(Unsafe::Method), "a key makes only POST and PATCH safe");
+        assert_eq!(safety("get", &[], true), Err(Unsafe::Method), "methods are case-sensitive");
+    }
+
+    #[test]
+    fn a_rule_may_name_its_own_idempotent_methods() {
+        let h = hints(r#"{"rules":[{"name":"grpc","match":[{"headers":{"content-type":{"prefix":"application/grpc"}}}],"retry":{"attempts":2},"idempotentMethods":["POST"]},{"retry":{"attempts":2}}]}"#);
+        let call = request("POST", "/pkg.Svc/Get", &[("content-type", "application/grpc"), ("content-length", "5")]);
+        let (_, rule) = h.rule_for(&view(&call, false).request).unwrap();
+        assert_eq!(h.safety(rule, &view(&call, false)), Ok(()), "gRPC calls are POSTs");
+        let get = request("GET", "/", &[]);
+        assert_eq!(h.safety(rule, &view(&get, true)), Err(Unsafe::Method), "the rule's list replaces the default");
+        let form = request("POST", "/form", &[("content-length", "5")]);
+        let (_, other) = h.rule_for(&view(&form, false).request).unwrap();
+        assert_eq!(h.safety(other, &view(&form, false)), Err(Unsafe::Method));
+    }
+
+    #[test]
+    fn large_or_unknown_bodies_are_not_retried() {
+        let h = hints(&USERS.replace(r#"{"rules""#, r#"{"maxRetryBodyBytes":1000,"rules""#));
+        let safety = |extra: &[(&str, &str)]| h.safety(&h.rules[1], &view(&request("PUT", "/", extra), false));
+        assert_eq!(safety(&[("content-length", "1000")]), Ok(()));
+        assert_eq!(safety(&[("content-length", "1001")]), Err(Unsafe::BodyTooLarge));
+        assert_eq!(safety(&[("transfer-encoding", "chunked")]), Err(Unsafe::BodyOfUnknownLength));
+        assert_eq!(safety(&[("content-length", "-5")]), Err(Unsafe::BodyOfUnknownLength));
+    }
+
+    #[test]
+    fn client_control_headers_are_found() {
+        let h = request(
+            "GET",
+            "/",
+            &[("x-envoy-max-retries", "10"), ("x-envoy-retry-on", "5xx"), ("x-envoy-max-retries", "9"), ("x-envoy-retriable-status-codes", "500"), ("x-envoy-expected-rq-timeout-ms", "5"), ("x-envoy-upstream-rq-timeout-ms", "1")],
+        );
+        assert_eq!(router_control_headers(&h), ["x-envoy-max-retries", "x-envoy-retry-on", "x-envoy-retriable-status-codes", "x-envoy-upstream-rq-timeout-ms"]);
+        assert!(is_router_control("x-envoy-retry-grpc-on") && is_router_control("x-envoy-hedge-on-per-try-timeout"));
+        assert!(!is_router_control("x-envoy-original-path") && !is_router_control("retry-after"));
+    }
+
+    #[test]
+    fn grpc_is_told_by_its_content_type() {
+        let h = request("POST", "/pkg.Svc/Call", &[("content-type", "application/grpc+proto")]);
+        assert!(is_grpc(&view(&h, true).request));
+        assert!(!is_grpc(&view(&request("GET", "/", &[("content-type", "application/json")]), true).request));
+    }
+
+    #[test]
+    fn retry_after_only_when_retries_were_withheld_and_the_upstream_said_nothing() {
+        assert!(needs_retry_after(503, false, true));
+        assert!(needs_retry_after(429, false, true));
+        assert!(!needs_retry_after(503, true, true), "the upstream's own retry-after stays");
+        assert!(!needs_retry_after(503, false, false), "retries were allowed: nothing to add");
+        assert!(!needs_retry_after(500, false, true));
+        assert!(!needs_retry_after(200, false, true));
+    }
+}
