@@ -5,6 +5,7 @@
 pub mod abi;
 pub mod codec;
 pub mod config_error;
+pub mod configure;
 pub mod host;
 pub mod http_match;
 pub mod matcher;
@@ -15,4 +16,5 @@ pub use config_error::{parse_json, ConfigError, FieldPath};
 pub use host::{AbiHost, BufferType, Host, HostError, HostResult, LogLevel, MapType, MetricType};
 pub use http_match::{HttpMatch, HttpMatchSpec, MatchRequest};
 pub use matcher::{CompiledStringMatch, IstioMatch, StringMatch, StringMatchSpec};
-pub use metrics::Metric;
+pub use configure::load_config;
+pub use metrics::{count, count_n, Metric};

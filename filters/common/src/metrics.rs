@@ -54,6 +54,27 @@ impl Metric {
     }
 }
 
+/// Counts one on a metric the filter may have failed to define (a host that
+/// refused the definition): metrics never fail a request.
+pub fn count(host: &dyn Host, metric: Option<&Metric>) {
+    count_n(host, metric, 1);
+}
+
+/// Counts `n` (nothing for 0, or beyond `i64`).
+pub fn count_n(host: &dyn Host, metric: Option<&Metric>, n: u64) {
+    if let (Some(m), Ok(n)) = (metric, i64::try_from(n)) {
+        if n > 0 {
+            m.add(host, n);
+        }
+    }
+}
+
+/// A user-given name (route, policy) as part of a metric name: characters
+/// Prometheus would not take once dots become underscores become `_`.
+pub fn name_part(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +94,18 @@ mod tests {
         assert_eq!(host.metric_value("authz.denied"), Some(1));
         let again = Metric::counter(&host, "authz.allowed").unwrap();
         assert_eq!(again, allowed);
+    }
+
+    #[test]
+    fn optional_metrics_and_name_parts() {
+        let host = MockHost::new();
+        let m = Metric::counter(&host, "c").unwrap();
+        count(&host, Some(&m));
+        count_n(&host, Some(&m), 3);
+        count_n(&host, Some(&m), 0);
+        count(&host, None);
+        assert_eq!(m.value(&host).unwrap(), 4);
+        assert_eq!(name_part("payments to/billing.v2"), "payments_to_billing_v2");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 
 use crate::config::Router;
 use crate::destination::{Decision, RequestView};
-use filter_common::{AbiHost, Host, LogLevel, MapType, Metric};
+use filter_common::metrics::name_part;
+use filter_common::{count, load_config, AbiHost, Host, LogLevel, MapType, Metric};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
@@ -22,11 +23,6 @@ struct Metrics {
     errors: Option<Metric>,
 }
 
-/// Metric names keep to characters Prometheus accepts once dots become underscores.
-fn metric_part(text: &str) -> String {
-    text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
-}
-
 impl Metrics {
     fn define(host: &dyn Host, router: &Router) -> Self {
         let counter = |name: String| Metric::counter(host, &name).ok();
@@ -34,9 +30,9 @@ impl Metrics {
             .routes
             .iter()
             .map(|r| {
-                let route = metric_part(&r.name);
+                let route = name_part(&r.name);
                 let sides = if r.targets.len() > 1 {
-                    r.targets.iter().map(|t| counter(format!("header_router.route.{route}.value.{}", metric_part(&t.value)))).collect()
+                    r.targets.iter().map(|t| counter(format!("header_router.route.{route}.value.{}", name_part(&t.value)))).collect()
                 } else {
                     Vec::new()
                 };
@@ -70,20 +66,7 @@ impl Context for RouterRoot {}
 impl RootContext for RouterRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let host = AbiHost;
-        let bytes = match host.plugin_configuration() {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                host.log(LogLevel::Error, &format!("header-router: cannot read the configuration: {e}"));
-                return false;
-            }
-        };
-        let router = match Router::parse(bytes.as_deref()) {
-            Ok(router) => router,
-            Err(e) => {
-                host.log(LogLevel::Error, &format!("header-router: invalid configuration: {e}"));
-                return false;
-            }
-        };
+        let Some(router) = load_config(&host, "header-router", Router::parse) else { return false };
         let metrics = Metrics::define(&host, &router);
         // Read once: formatting a debug line per request costs even when dropped.
         let debug = host.log_level().is_ok_and(|l| l <= LogLevel::Debug);
@@ -111,12 +94,6 @@ struct RouterStream {
 }
 
 impl Context for RouterStream {}
-
-fn count(host: &dyn Host, metric: Option<&Metric>) {
-    if let Some(m) = metric {
-        m.inc(host);
-    }
-}
 
 impl RouterStream {
     fn route(&mut self, host: &dyn Host) -> Result<(), filter_common::HostError> {

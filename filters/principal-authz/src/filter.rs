@@ -11,7 +11,8 @@ use crate::ip::address_ip;
 use crate::jwt::Token;
 use crate::path::normalize;
 use crate::policy::{decide, Action as PolicyAction, Decision, Matched, RequestView, Verdict};
-use filter_common::{AbiHost, Host, HostError, LogLevel, MapType, Metric};
+use filter_common::metrics::name_part;
+use filter_common::{count, load_config, AbiHost, Host, HostError, LogLevel, MapType, Metric};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
@@ -19,11 +20,6 @@ use std::rc::Rc;
 const XFCC: &str = "x-forwarded-client-cert";
 /// Where Envoy's JWT filter puts `payload_in_metadata`.
 const JWT_FILTER: &str = "envoy.filters.http.jwt_authn";
-
-/// Metric names keep to characters Prometheus accepts once dots become underscores.
-fn metric_part(text: &str) -> String {
-    text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
-}
 
 /// Defined at configure time so requests only increment.
 struct Metrics {
@@ -46,7 +42,7 @@ impl Metrics {
             .policies
             .iter()
             .map(|p| {
-                let prefix = format!("principal_authz.policy.{}", metric_part(&p.name));
+                let prefix = format!("principal_authz.policy.{}", name_part(&p.name));
                 let outcome = match p.action {
                     PolicyAction::Allow => "allowed",
                     PolicyAction::Deny if config.dry_run => "dry_run_denied",
@@ -73,12 +69,6 @@ impl Metrics {
     }
 }
 
-fn count(host: &dyn Host, metric: Option<&Metric>) {
-    if let Some(m) = metric {
-        m.inc(host);
-    }
-}
-
 struct Shared {
     config: Config,
     metrics: Metrics,
@@ -95,17 +85,7 @@ impl Context for AuthzRoot {}
 impl RootContext for AuthzRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let host = AbiHost;
-        let config = match host.plugin_configuration().map(|b| Config::parse(b.as_deref())) {
-            Ok(Ok(config)) => config,
-            Ok(Err(e)) => {
-                host.log(LogLevel::Error, &format!("principal-authz: invalid configuration: {e}"));
-                return false;
-            }
-            Err(e) => {
-                host.log(LogLevel::Error, &format!("principal-authz: cannot read the configuration: {e}"));
-                return false;
-            }
-        };
+        let Some(config) = load_config(&host, "principal-authz", Config::parse) else { return false };
         let metrics = Metrics::define(&host, &config);
         let debug = host.log_level().is_ok_and(|l| l <= LogLevel::Debug);
         self.shared = Some(Rc::new(Shared { config, metrics, debug }));

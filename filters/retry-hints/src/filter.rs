@@ -8,7 +8,7 @@
 use crate::budget::{self, BudgetConfig};
 use crate::config::Hints;
 use crate::plan::{self, RequestView};
-use filter_common::{AbiHost, Host, HostError, LogLevel, MapType, MatchRequest, Metric};
+use filter_common::{count, count_n, load_config, AbiHost, Host, HostError, LogLevel, MapType, MatchRequest, Metric};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
@@ -39,14 +39,6 @@ impl Metrics {
     }
 }
 
-fn count(host: &dyn Host, metric: Option<&Metric>, n: u64) {
-    if let (Some(m), Ok(n)) = (metric, i64::try_from(n)) {
-        if n > 0 {
-            m.add(host, n);
-        }
-    }
-}
-
 struct Shared {
     hints: Hints,
     metrics: Metrics,
@@ -63,20 +55,7 @@ impl Context for RetryRoot {}
 impl RootContext for RetryRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let host = AbiHost;
-        let bytes = match host.plugin_configuration() {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                host.log(LogLevel::Error, &format!("retry-hints: cannot read the configuration: {e}"));
-                return false;
-            }
-        };
-        let hints = match Hints::parse(bytes.as_deref()) {
-            Ok(hints) => hints,
-            Err(e) => {
-                host.log(LogLevel::Error, &format!("retry-hints: invalid configuration: {e}"));
-                return false;
-            }
-        };
+        let Some(hints) = load_config(&host, "retry-hints", Hints::parse) else { return false };
         for warning in &hints.warnings {
             host.log(LogLevel::Warn, &format!("retry-hints: ignored: {warning}"));
         }
@@ -143,7 +122,7 @@ impl RetryStream {
             for name in &sent {
                 host.remove_header(MapType::RequestHeaders, name)?;
             }
-            count(host, metrics.client_headers_removed.as_ref(), 1);
+            count(host, metrics.client_headers_removed.as_ref());
         }
         let Some((index, rule)) = hints.rule_for(&request) else { return Ok(()) };
         let offered = rule.retry.as_ref().map(|r| r.attempts);
@@ -157,13 +136,13 @@ impl RetryStream {
         match (offered, safety) {
             (Some(n), Err(_)) if n > 0 => {
                 self.withheld = true;
-                count(host, metrics.skipped_unsafe.as_ref(), 1);
+                count(host, metrics.skipped_unsafe.as_ref());
             }
             (Some(n), Ok(())) if n > 0 && granted == 0 => {
                 self.withheld = true;
-                count(host, metrics.budget_exhausted.as_ref(), 1);
+                count(host, metrics.budget_exhausted.as_ref());
             }
-            (Some(_), Ok(())) if granted > 0 => count(host, metrics.hinted.as_ref(), 1),
+            (Some(_), Ok(())) if granted > 0 => count(host, metrics.hinted.as_ref()),
             _ => {}
         }
         for (name, value) in plan::headers_for(rule, plan::is_grpc(&request), allowed) {
@@ -191,7 +170,7 @@ impl RetryStream {
         if plan::needs_retry_after(status, upstream_said, self.withheld) {
             let seconds = self.shared.hints.retry_after_secs.to_string();
             host.add_header(MapType::ResponseHeaders, "retry-after", seconds.as_bytes())?;
-            count(host, self.shared.metrics.retry_after_added.as_ref(), 1);
+            count(host, self.shared.metrics.retry_after_added.as_ref());
         }
         Ok(())
     }
@@ -201,7 +180,7 @@ impl RetryStream {
         let shared = &self.shared;
         let attempts = int64(host.property(&["upstream", "request_attempt_count"])?).unwrap_or(0);
         let made = u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
-        count(host, shared.metrics.attempts_charged.as_ref(), u64::from(made));
+        count_n(host, shared.metrics.attempts_charged.as_ref(), u64::from(made));
         if made == reservation.retries {
             return Ok(());
         }
@@ -213,7 +192,7 @@ impl RetryStream {
     }
 
     fn failed(&self, host: &dyn Host, stage: &str, e: &HostError) {
-        count(host, self.shared.metrics.errors.as_ref(), 1);
+        count(host, self.shared.metrics.errors.as_ref());
         host.log(LogLevel::Warn, &format!("retry-hints: {stage}: {e}"));
     }
 }
