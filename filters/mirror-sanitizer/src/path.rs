@@ -75,12 +75,18 @@ pub fn sanitize_path(path: &str, r: &mut Redactor) -> Option<String> {
         return None;
     }
     let mut out = new_path.unwrap_or_else(|| path_part.to_string());
-    if let Some(q) = query {
-        out.push('?');
-        match new_query {
-            Some(q) => out.push_str(&String::from_utf8_lossy(&q)),
-            None => out.push_str(q),
+    match (query, new_query) {
+        // Every parameter removed: no dangling '?'.
+        (Some(_), Some(q)) if q.is_empty() => {}
+        (Some(_), Some(q)) => {
+            out.push('?');
+            out.push_str(&String::from_utf8_lossy(&q));
         }
+        (Some(q), None) => {
+            out.push('?');
+            out.push_str(q);
+        }
+        (None, _) => {}
     }
     Some(out)
 }
@@ -146,6 +152,8 @@ mod tests {
         assert_eq!(run(config, "/a?user%5Fid=7&x=1").as_deref(), Some("/a?user%5Fid=REDACTED&x=1"));
         assert_eq!(run(config, "/a?access_token=abc&x=1").as_deref(), Some("/a?x=1"), "built-in fields");
         assert_eq!(run(config, "/a?x=1"), None);
+        assert_eq!(run(config, "/a?user_id=1&token=2").as_deref(), Some("/a?user_id=REDACTED"));
+        assert_eq!(run(config, "/a?token=2").as_deref(), Some("/a"));
     }
 
     #[test]
