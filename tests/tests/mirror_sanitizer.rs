@@ -344,9 +344,10 @@ fn a_marker_header_from_the_mirror_policy_when_the_suffix_is_off() {
 fn istio_shape_the_egress_gateway_sanitizes_what_the_sidecar_mirrors() {
     let primary = Upstream::start(Script::ok("productpage")).unwrap();
     let external = Upstream::start(Script::ok("analysis.example.com")).unwrap();
-    // The egress gateway: the WasmPlugin puts the sanitizer in its ordinary
-    // HTTP filter chain; it forwards to the external service.
-    let gateway = Bootstrap::new().cluster("external", external.addr()).route(Route::prefix("/", "external")).filter(sanitizer(&config()));
+    // The egress gateway: the WasmPlugin of the Istio example puts the
+    // sanitizer, with its pluginConfig, in the gateway's ordinary HTTP filter
+    // chain; the gateway forwards to the external service.
+    let gateway = Bootstrap::new().cluster("external", external.addr()).route(Route::prefix("/", "external")).filter(sanitizer(&istio_example_config()));
     let gateway = Envoy::start_json(&with_key(gateway.to_json())).unwrap();
     // The sidecar: primary to productpage, a copy to the gateway.
     let sidecar = Bootstrap::new()
@@ -363,6 +364,15 @@ fn istio_shape_the_egress_gateway_sanitizes_what_the_sidecar_mirrors() {
     let d = by_case_name(&seen, "direct");
     assert_eq!(d.path, "/a?token=direct-tok");
     assert_eq!(d.header("authorization"), Some("Basic ZGlyZWN0"));
+}
+
+/// The `pluginConfig` of the WasmPlugin in `examples/istio/mirror-sanitizer.yaml`.
+fn istio_example_config() -> Value {
+    let path = e2e::workspace_root().join("examples/istio/mirror-sanitizer.yaml");
+    let docs = e2e::crd::yaml_documents(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let plugin = docs.iter().find(|d| d["kind"] == "WasmPlugin").unwrap();
+    assert_eq!(plugin["spec"]["vmConfig"]["env"][0]["name"], KEY_ENV);
+    plugin["spec"]["pluginConfig"].clone()
 }
 
 fn by_case_name<'a>(received: &'a [Received], name: &str) -> &'a Received {
