@@ -23,7 +23,74 @@ pub enum Builtin {
     Phone,
 }
 
+/// Byte classes the detectors' quick checks need.
+const DIGIT: u8 = 1;
+const UPPER: u8 = 2;
+const AT: u8 = 4;
+const J: u8 = 8;
+const DOT: u8 = 16;
+const B: u8 = 32;
+const SPACE: u8 = 64;
+
+const CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = if b.is_ascii_digit() { DIGIT } else if b.is_ascii_uppercase() { UPPER } else { 0 }
+            | if b == b'@' { AT } else { 0 }
+            | if b == b'J' { J } else { 0 }
+            | if b == b'.' { DOT } else { 0 }
+            | if b == b'b' || b == b'B' { B } else { 0 }
+            | if b == b' ' { SPACE } else { 0 };
+        i += 1;
+    }
+    t
+};
+
+/// What a text holds, gathered in one table-driven pass, so detectors that
+/// cannot match it are skipped without scanning.
+pub struct Profile {
+    classes: u8,
+    digits: usize,
+    uppers: usize,
+    len: usize,
+}
+
+impl Profile {
+    pub fn of(text: &[u8]) -> Self {
+        let (mut classes, mut digits, mut uppers) = (0u8, 0usize, 0usize);
+        for &b in text {
+            let c = CLASSES.get(usize::from(b)).copied().unwrap_or(0);
+            classes |= c;
+            digits += usize::from(c & DIGIT);
+            uppers += usize::from((c & UPPER) >> 1);
+        }
+        Profile { classes, digits, uppers, len: text.len() }
+    }
+
+    fn has(&self, class: u8) -> bool {
+        self.classes & class != 0
+    }
+}
+
+/// Shorter texts hold no match of any built-in detector (`a@b.io` is 6).
+pub const SHORTEST_MATCH: usize = 6;
+
 impl Builtin {
+    /// False when the text cannot hold a match (cheap, conservative).
+    pub fn may_match(self, p: &Profile) -> bool {
+        match self {
+            Builtin::CardNumber => p.digits >= 13,
+            Builtin::Email => p.has(AT) && p.has(DOT),
+            Builtin::Jwt => p.has(J) && p.has(DOT) && p.len >= 10,
+            Builtin::BearerToken => p.has(B) && p.has(SPACE),
+            Builtin::AwsAccessKeyId => p.uppers >= 4 && p.len >= 20,
+            Builtin::Iban => p.uppers >= 2 && p.digits >= 2 && p.len >= 15,
+            Builtin::Phone => p.digits >= 8,
+        }
+    }
+
     pub const ALL: [Builtin; 7] =
         [Builtin::CardNumber, Builtin::Email, Builtin::Jwt, Builtin::BearerToken, Builtin::AwsAccessKeyId, Builtin::Iban, Builtin::Phone];
 
@@ -70,7 +137,13 @@ pub struct Span {
 pub fn scan(text: &str, detectors: &[(Detector, usize)]) -> Vec<Span> {
     let mut spans = Vec::new();
     let mut found = Vec::new();
+    let profile = Profile::of(text.as_bytes());
     for (detector, rule) in detectors {
+        if let Detector::Builtin(b) = detector {
+            if text.len() < SHORTEST_MATCH || !b.may_match(&profile) {
+                continue;
+            }
+        }
         found.clear();
         detector.find(text, &mut found);
         spans.extend(found.iter().map(|&(start, end)| Span { start, end, rule: *rule }));

@@ -40,7 +40,7 @@ struct Walker<'a, 'r, 'p> {
     r: &'r mut Redactor<'p>,
 }
 
-impl Walker<'_, '_, '_> {
+impl<'a> Walker<'a, '_, '_> {
     fn peek(&self) -> u8 {
         self.input.get(self.pos).copied().unwrap_or(0)
     }
@@ -166,7 +166,7 @@ impl Walker<'_, '_, '_> {
 
     /// Parses a string at the cursor: its raw range (quotes included) and
     /// its decoded text.
-    fn string(&mut self) -> Result<(usize, usize, Cow<'static, str>), String> {
+    fn string(&mut self) -> Result<(usize, usize, Cow<'a, str>), String> {
         let start = self.pos;
         self.expect(b'"')?;
         let content = self.pos;
@@ -174,9 +174,11 @@ impl Walker<'_, '_, '_> {
         while let Some(&b) = self.input.get(self.pos) {
             match b {
                 b'"' => {
-                    let text = std::str::from_utf8(self.raw(content, self.pos)).map_err(|_| self.error("invalid UTF-8"))?.to_owned();
+                    let input: &'a [u8] = self.input;
+                    let raw = input.get(content..self.pos).unwrap_or_default();
+                    let text = std::str::from_utf8(raw).map_err(|_| self.error("invalid UTF-8"))?;
                     self.pos += 1;
-                    return Ok((start, self.pos, Cow::Owned(text)));
+                    return Ok((start, self.pos, Cow::Borrowed(text)));
                 }
                 b'\\' => break,
                 0..=0x1f => return Err(self.error("control character in a string")),
