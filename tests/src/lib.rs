@@ -14,6 +14,7 @@ pub mod envoy;
 pub mod error;
 pub mod http;
 pub mod manifests;
+pub mod mirror_demo;
 pub mod tour;
 pub mod upstream;
 

@@ -188,7 +188,13 @@ impl SanitizerStream {
                 self.state = State::Buffering(kind);
                 Ok(Action::Continue)
             }
-            Err(why) => Ok(self.unsanitizable(host, &why)),
+            Err(why) => {
+                // An empty body that still says gzip would not decode.
+                if matches!(why, Unsanitizable::Encoded(_)) && shared.policy.on_unsanitizable == OnUnsanitizable::DropBody {
+                    host.remove_header(MapType::RequestHeaders, "content-encoding")?;
+                }
+                Ok(self.unsanitizable(host, &why))
+            }
         }
     }
 

@@ -187,6 +187,8 @@ fn unsanitizable_bodies_are_dropped_and_counted() {
     assert_eq!(m.get("mirror_sanitizer.shadow.dropped_oversize"), Some(&2));
     assert_eq!(m.get("mirror_sanitizer.shadow.dropped_unreadable"), Some(&4));
     assert_eq!(m.get("mirror_sanitizer.shadow.sanitized"), Some(&0));
+    let gz = p.send(&Request::post("/", "x").header("host", SHADOW).header("content-type", "application/json").header("content-encoding", "gzip"), &UpstreamResponse::ok());
+    assert_eq!(gz.upstream.unwrap().header("content-encoding"), None, "an empty body is not gzip");
     // The primary with the same bodies passes whole.
     let out = p.send(&Request::post("/", big.clone()).header("content-type", "application/json").header("content-encoding", "gzip"), &UpstreamResponse::ok());
     assert_eq!(out.upstream.unwrap().body, big.as_bytes());

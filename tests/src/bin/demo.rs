@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     println!("Demo: a real Envoy 1.40 with this project's Wasm modules, upstreams on loopback.");
-    match header_router_tour() {
+    match header_router_tour().and_then(|()| e2e::mirror_demo::mirror_sanitizer_tour()) {
         Ok(()) => {
             println!("\nDemo finished: Envoy and the upstreams are stopped.");
             ExitCode::SUCCESS
