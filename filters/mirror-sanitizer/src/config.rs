@@ -208,6 +208,9 @@ pub struct Policy {
     pub path_templates: Vec<(Template, usize)>,
     /// Lower-case keys.
     pub json_keys: HashMap<String, usize>,
+    /// Bit n set: some key in `json_keys` is n bytes long (n < 128), so
+    /// most keys are ruled out without hashing.
+    pub json_key_lengths: u128,
     pub json_pointers: Vec<(Vec<String>, usize)>,
     /// Lower-case names.
     pub form_fields: HashMap<String, usize>,
@@ -226,6 +229,10 @@ impl Policy {
     /// The rule a JSON key selects (case-insensitive).
     pub fn json_key_rule(&self, key: &str) -> Option<usize> {
         if self.json_keys.is_empty() {
+            return None;
+        }
+        // ASCII keys keep their length when lower-cased.
+        if key.is_ascii() && key.len() < 128 && self.json_key_lengths & (1u128 << key.len()) == 0 {
             return None;
         }
         lookup_lower(&self.json_keys, key)
@@ -317,6 +324,7 @@ fn compile(spec: PolicySpec, env: &dyn Fn(&str) -> Option<String>) -> Result<Pol
         query_params: HashMap::new(),
         path_templates: Vec::new(),
         json_keys: HashMap::new(),
+        json_key_lengths: 0,
         json_pointers: Vec::new(),
         form_fields: HashMap::new(),
         detectors: Vec::new(),
@@ -326,6 +334,9 @@ fn compile(spec: PolicySpec, env: &dyn Fn(&str) -> Option<String>) -> Result<Pol
         // Built-in rules have no field of their own in the user's config.
         let path = if i < user_rules { root.field("rules").index(i) } else { root.field("builtinRules") };
         compile_rule(&path, i, rule, &mut policy)?;
+    }
+    for key in policy.json_keys.keys() {
+        policy.json_key_lengths |= 1u128.checked_shl(u32::try_from(key.len()).unwrap_or(u32::MAX)).unwrap_or(0);
     }
     let mut seen = std::collections::HashSet::new();
     for (i, r) in policy.rules.iter().enumerate() {

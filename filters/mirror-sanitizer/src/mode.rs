@@ -67,10 +67,15 @@ fn hex_digit(n: u8) -> char {
 
 /// The masked form of `value`.
 pub fn mask(value: &str, placeholder: &str, keep_last: usize) -> String {
+    if keep_last == 0 {
+        return placeholder.to_string();
+    }
     let chars = value.chars().count();
     let keep = keep_last.min(chars / 2);
-    let tail: String = value.chars().skip(chars - keep).collect();
-    format!("{placeholder}{tail}")
+    let mut out = String::with_capacity(placeholder.len() + keep * 4);
+    out.push_str(placeholder);
+    out.extend(value.chars().skip(chars - keep));
+    out
 }
 
 impl Mode {
