@@ -255,3 +255,18 @@ fn hostile_bodies_never_trap() {
         assert_eq!(out.status(), 200);
     }
 }
+
+#[test]
+fn a_shadow_body_that_ends_in_trailers_is_refused_not_released() {
+    let mut p = plugin(config());
+    let request = Request::post("/", "").chunks([r#"{"password":"#, r#""trailer-secret"}"#]).header("host", SHADOW).header("content-type", "application/json").trailer("x-checksum", "abc");
+    let out = p.send(&request, &UpstreamResponse::ok());
+    let leaked = out.upstream.as_ref().is_some_and(|u| u.body_text().contains("trailer-secret"));
+    assert!(!leaked, "{:?}", out.upstream);
+    assert_eq!(out.status(), 403);
+    assert_eq!(p.shared.metrics().get("mirror_sanitizer.shadow.rejected"), Some(&1));
+    // The primary with trailers passes whole.
+    let primary = Request::post("/", "").chunks([r#"{"password":"#, r#""x"}"#]).header("content-type", "application/json").trailer("x-checksum", "abc");
+    let out = p.send(&primary, &UpstreamResponse::ok());
+    assert_eq!(out.upstream.unwrap().body_text(), r#"{"password":"x"}"#);
+}
