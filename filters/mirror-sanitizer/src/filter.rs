@@ -91,8 +91,10 @@ impl RootContext for SanitizerRoot {
 enum State {
     /// Not a shadow copy (or nothing left to do): every callback passes.
     Primary,
-    /// A shadow copy whose body is being buffered for this reader.
-    Buffering(BodyKind),
+    /// A shadow copy whose body the filter is collecting (taken out of each
+    /// data callback, so Envoy's own buffer limit never trips on it) for
+    /// this reader.
+    Buffering(BodyKind, Vec<u8>),
     /// A shadow copy whose body is dropped as it arrives.
     Dropping,
     /// A shadow copy refused or finished.
@@ -185,7 +187,7 @@ impl SanitizerStream {
         };
         match plan {
             Ok(kind) => {
-                self.state = State::Buffering(kind);
+                self.state = State::Buffering(kind, Vec::new());
                 Ok(Action::Continue)
             }
             Err(why) => {
@@ -224,7 +226,7 @@ impl SanitizerStream {
     }
 
     fn shadow_body(&mut self, host: &dyn Host, size: usize, end_of_stream: bool) -> Result<Action, HostError> {
-        match &self.state {
+        match self.state {
             State::Primary | State::Done => Ok(Action::Continue),
             State::Dropping => {
                 if size > 0 {
@@ -232,44 +234,61 @@ impl SanitizerStream {
                 }
                 Ok(Action::Continue)
             }
-            State::Buffering(kind) => {
-                let limit = self.shared.policy.max_body_bytes;
-                if size > limit {
-                    let action = self.unsanitizable(host, &Unsanitizable::Oversize { limit });
-                    if matches!(self.state, State::Dropping) {
-                        host.set_buffer(BufferType::RequestBody, 0, size, &[])?;
-                    }
-                    return Ok(action);
+            State::Buffering(..) => self.collect(host, size, end_of_stream),
+        }
+    }
+
+    /// Takes this data callback's bytes into the filter's own buffer and
+    /// passes an empty chunk on; at the end, writes the sanitized body into
+    /// the last callback. Envoy then never holds more than one chunk of the
+    /// copy, whatever its size.
+    fn collect(&mut self, host: &dyn Host, size: usize, end_of_stream: bool) -> Result<Action, HostError> {
+        let limit = self.shared.policy.max_body_bytes;
+        let chunk = if size > 0 { host.buffer(BufferType::RequestBody, 0, size)?.unwrap_or_default() } else { Vec::new() };
+        let State::Buffering(kind, body) = &mut self.state else {
+            return Ok(Action::Continue);
+        };
+        if body.len().saturating_add(chunk.len()) > limit {
+            *body = Vec::new();
+            let action = self.unsanitizable(host, &Unsanitizable::Oversize { limit });
+            if matches!(self.state, State::Dropping) && size > 0 {
+                host.set_buffer(BufferType::RequestBody, 0, size, &[])?;
+            }
+            return Ok(action);
+        }
+        body.extend_from_slice(&chunk);
+        if !end_of_stream {
+            if size > 0 {
+                host.set_buffer(BufferType::RequestBody, 0, size, &[])?;
+            }
+            return Ok(Action::Continue);
+        }
+        let kind = kind.clone();
+        let body = std::mem::take(body);
+        let shared = Rc::clone(&self.shared);
+        let mut r = Redactor::new(&shared.policy);
+        let result = if body.is_empty() { Ok(None) } else { sanitize_body(&kind, &body, &mut r) };
+        match result {
+            Ok(new) => {
+                let out = new.as_deref().unwrap_or(&body);
+                // The last callback's chunk becomes the whole (sanitized) body.
+                if !(out.is_empty() && size == 0) {
+                    host.set_buffer(BufferType::RequestBody, 0, size, out)?;
                 }
-                if !end_of_stream {
-                    return Ok(Action::Pause);
+                self.record(host, &r);
+                count(host, shared.metrics.sanitized.as_ref());
+                if shared.debug {
+                    host.log(LogLevel::Debug, &format!("mirror-sanitizer: shadow request {}: body sanitized, {} values redacted", self.request_id, r.total()));
                 }
-                let kind = kind.clone();
-                let body = host.buffer(BufferType::RequestBody, 0, size)?.unwrap_or_default();
-                let shared = Rc::clone(&self.shared);
-                let mut r = Redactor::new(&shared.policy);
-                let result = if body.is_empty() { Ok(None) } else { sanitize_body(&kind, &body, &mut r) };
-                match result {
-                    Ok(new) => {
-                        if let Some(new) = new {
-                            host.set_buffer(BufferType::RequestBody, 0, size, &new)?;
-                        }
-                        self.record(host, &r);
-                        count(host, shared.metrics.sanitized.as_ref());
-                        if shared.debug {
-                            host.log(LogLevel::Debug, &format!("mirror-sanitizer: shadow request {}: body sanitized, {} values redacted", self.request_id, r.total()));
-                        }
-                        self.state = State::Done;
-                        Ok(Action::Continue)
-                    }
-                    Err(why) => {
-                        let action = self.unsanitizable(host, &why);
-                        if matches!(self.state, State::Dropping) {
-                            host.set_buffer(BufferType::RequestBody, 0, size, &[])?;
-                        }
-                        Ok(action)
-                    }
+                self.state = State::Done;
+                Ok(Action::Continue)
+            }
+            Err(why) => {
+                let action = self.unsanitizable(host, &why);
+                if matches!(self.state, State::Dropping) && size > 0 {
+                    host.set_buffer(BufferType::RequestBody, 0, size, &[])?;
                 }
+                Ok(action)
             }
         }
     }
@@ -318,7 +337,7 @@ impl HttpContext for SanitizerStream {
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
         // A body followed by trailers never reached end_of_stream in a body
         // callback, so it was never sanitized: refuse rather than release it.
-        if let State::Buffering(_) = self.state {
+        if let State::Buffering(..) = self.state {
             let host = AbiHost;
             count(&host, self.shared.metrics.dropped_unreadable.as_ref());
             count(&host, self.shared.metrics.rejected.as_ref());

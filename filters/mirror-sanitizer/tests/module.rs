@@ -141,7 +141,7 @@ fn pseudonyms_are_stable_across_requests_and_vms_and_keyed() {
 }
 
 #[test]
-fn a_body_split_across_callbacks_is_buffered_whole() {
+fn a_body_split_across_callbacks_is_collected_whole() {
     let mut p = plugin(config());
     let body = order_body();
     let (a, b) = body.split_at(body.find("4111").unwrap() + 7);
@@ -149,7 +149,12 @@ fn a_body_split_across_callbacks_is_buffered_whole() {
     let out = p.send(&request, &UpstreamResponse::ok());
     let up = out.upstream.unwrap();
     assert!(!up.body_text().contains("4111") && !up.body_text().contains("hunter2"), "{}", up.body_text());
-    assert_eq!(out.callbacks.iter().filter(|c| c.callback == "proxy_on_request_body" && c.action == Some(harness::abi::Action::Pause)).count(), 2, "{:?}", out.callbacks);
+    // The filter takes each chunk out (Envoy's buffer limit never trips on a
+    // copy) and hands the whole sanitized body to the last callback.
+    assert!(out.callbacks.iter().all(|c| c.action != Some(harness::abi::Action::Pause)), "{:?}", out.callbacks);
+    let v: Value = serde_json::from_slice(&up.body).unwrap();
+    assert_eq!(v["items"], json!([{ "sku": "A-1", "qty": 2 }]));
+    assert_eq!(v["payment"]["card"], "****1111");
 }
 
 #[test]
