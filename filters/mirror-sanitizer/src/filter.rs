@@ -3,8 +3,9 @@
 //! metrics once. Each stream decides in its request-headers callback whether
 //! it is a shadow copy (one host call, none for `match: all`); a primary
 //! request is never touched again. A shadow request has its headers
-//! sanitized at once; its body is collected by the filter to its end (up to the limit) and
-//! sanitized whole, or dropped (or the request refused) when it cannot be.
+//! sanitized at once; its body is collected by the filter to its end (up to
+//! the limit) and sanitized whole, or dropped (or the request refused) when
+//! it cannot be.
 
 use crate::body::{classify, sanitize_body, BodyKind, Unsanitizable};
 use crate::config::{OnUnsanitizable, Policy, ShadowMatch};
