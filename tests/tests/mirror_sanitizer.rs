@@ -109,6 +109,9 @@ fn corpus() -> Vec<Case> {
     add(Request::get("/a").header("x-api-key", "sk_live_51Habc123XYZ"), &["sk_live_51Habc123XYZ"]);
     add(Request::get("/a").header("x-internal-session", "int-sess-777"), &["int-sess-777"]);
     add(Request::get("/a").header("x-auth-token", "tok-aaa-bbb-ccc"), &["tok-aaa-bbb-ccc"]);
+    // Detectors in other headers, repeated ones included.
+    add(Request::get("/a").header("x-note", "hello").header("x-note", "mail bob.smith@example.org"), &["bob.smith@example.org"]);
+    add(Request::get("/a").header("x-id-token", JWT).header("x-card", "5500 0000 0000 0004"), &[JWT, "5500 0000 0000 0004"]);
     // Cookies: all of them by default, single ones hashed.
     add(Request::get("/a").header("cookie", "uid=u-55501; session=sess-0f9e8d7c; theme=dark"), &["u-55501", "sess-0f9e8d7c"]);
     add(Request::get("/a").header("cookie", "csrftoken=csrf-4a4a4a"), &["csrf-4a4a4a"]);
