@@ -195,31 +195,43 @@ fn find_cards(text: &[u8], out: &mut Vec<(usize, usize)>) {
             i += 1;
             continue;
         }
-        // The run of digits with single separators, and where each group ends.
-        let mut digits = Vec::with_capacity(19);
-        let mut ends: Vec<(usize, usize)> = Vec::new(); // (byte end, digits so far)
+        // The run of digits with single separators, and where each group
+        // ends; fixed arrays, as this runs on every long digit run.
+        let mut digits = [0u8; 41];
+        let mut n_digits = 0;
+        let mut ends = [(0usize, 0usize); 42]; // (byte end, digits so far)
+        let mut n_ends = 0;
         let mut j = i;
         loop {
             let b = at(text, j);
             if b.is_ascii_digit() {
-                digits.push(b);
+                if let Some(d) = digits.get_mut(n_digits) {
+                    *d = b;
+                }
+                n_digits += 1;
                 j += 1;
-            } else if (b == b' ' || b == b'-') && at(text, j + 1).is_ascii_digit() && !digits.is_empty() {
-                ends.push((j, digits.len()));
+            } else if (b == b' ' || b == b'-') && at(text, j + 1).is_ascii_digit() && n_digits > 0 {
+                if let Some(e) = ends.get_mut(n_ends) {
+                    *e = (j, n_digits);
+                    n_ends += 1;
+                }
                 j += 1;
             } else {
                 break;
             }
-            if digits.len() > 40 {
+            if n_digits >= digits.len() {
                 break;
             }
         }
-        ends.push((j, digits.len()));
+        if let Some(e) = ends.get_mut(n_ends) {
+            *e = (j, n_digits);
+            n_ends += 1;
+        }
         let run_end = j;
         let mut matched = None;
         // Longest first: the run whole if it ends at a boundary, else a
         // prefix that ends at a group boundary.
-        for &(end, n) in ends.iter().rev() {
+        for &(end, n) in ends.get(..n_ends).unwrap_or_default().iter().rev() {
             let boundary = !at(text, end).is_ascii_alphanumeric();
             if boundary && (13..=19).contains(&n) && (b'2'..=b'6').contains(&at(&digits, 0)) && digits.get(..n).is_some_and(luhn) {
                 matched = Some(end);
@@ -244,9 +256,9 @@ fn find_emails(text: &[u8], out: &mut Vec<(usize, usize)>) {
     let mut from = 0;
     let mut i = 0;
     while i < text.len() {
-        if at(text, i) != b'@' {
-            i += 1;
-            continue;
+        match text.get(i..).and_then(|rest| rest.iter().position(|&b| b == b'@')) {
+            Some(off) => i += off,
+            None => return,
         }
         let mut start = i;
         while start > from && is_local_char(before(text, start)) {
@@ -331,6 +343,11 @@ fn is_b64token(b: u8) -> bool {
 fn find_bearer(text: &[u8], out: &mut Vec<(usize, usize)>) {
     let mut i = 0;
     while i + 7 <= text.len() {
+        // Jump to the next `b` or `B`.
+        match text.get(i..).and_then(|rest| rest.iter().position(|&b| b | 0x20 == b'b')) {
+            Some(off) => i += off,
+            None => return,
+        }
         let word = text.get(i..i + 6).is_some_and(|w| w.eq_ignore_ascii_case(b"bearer"));
         if !word || before(text, i).is_ascii_alphanumeric() || at(text, i + 6) != b' ' {
             i += 1;
