@@ -369,6 +369,27 @@ fn istio_shape_the_egress_gateway_sanitizes_what_the_sidecar_mirrors() {
     assert_eq!(d.header("authorization"), Some("Basic ZGlyZWN0"));
 }
 
+#[test]
+fn a_listener_for_mirrored_traffic_only_sanitizes_everything_with_match_all() {
+    let primary = Upstream::start(Script::ok("productpage")).unwrap();
+    let external = Upstream::start(Script::ok("analysis")).unwrap();
+    let gateway = Bootstrap::new().cluster("external", external.addr()).route(Route::prefix("/", "external")).filter(sanitizer(&json!({ "shadow": { "match": "all" } })));
+    let gateway = Envoy::start(&gateway).unwrap();
+    // The sidecar's copies carry no suffix: only `all` (or a marker) can tell.
+    let mut route = Route::prefix("/", "productpage");
+    route.0["route"]["request_mirror_policies"] = json!([{ "cluster": "egress-gateway", "disable_shadow_host_suffix_append": true }]);
+    let sidecar = Envoy::start(&Bootstrap::new().cluster("productpage", primary.addr()).cluster("egress-gateway", gateway.listener()).route(route)).unwrap();
+    let request = json_post("/login?access_token=all-tok-1", &json!({ "password": "all-pw-1", "note": "jane@example.com" })).header("cookie", "sid=all-sid-1");
+    assert_eq!(sidecar.send(&request).unwrap().status, 200);
+    assert_primary_exact(&request, &primary.wait_for(1, WAIT).unwrap()[0]);
+    let s = &external.wait_for(1, WAIT).unwrap()[0];
+    assert_eq!(s.header("host"), Some("localhost"));
+    let text = wire_text(s);
+    for secret in ["all-tok-1", "all-pw-1", "jane@example.com", "all-sid-1"] {
+        assert!(!text.contains(secret), "{secret}: {text}");
+    }
+}
+
 /// The `pluginConfig` of the WasmPlugin in `examples/istio/mirror-sanitizer.yaml`.
 fn istio_example_config() -> Value {
     let path = e2e::workspace_root().join("examples/istio/mirror-sanitizer.yaml");
