@@ -121,6 +121,7 @@ fn corpus() -> Vec<Case> {
     add(Request::get("/cb?access_token=at-19f2e8&x=1"), &["at-19f2e8"]);
     add(Request::get("/cb?pass%77ord=qwerty-pw-1"), &["qwerty-pw-1"]);
     add(Request::get("/notify?email=jane.doe%40example.com"), &["jane.doe%40example.com", "jane.doe@example.com"]);
+    add(Request::get("/unsubscribe?jane.roe%40example.com"), &["jane.roe%40example.com", "jane.roe@example.com"]);
     add(Request::get("/pay?card=4111+1111+1111+1111"), &["4111+1111+1111+1111", "4111 1111 1111 1111"]);
     add(Request::get("/pay?card=5500-0000-0000-0004&phone=%2B44%2020%207946%200958"), &["5500-0000-0000-0004", "%2B44%2020%207946%200958", "+44 20 7946 0958"]);
     // Path segments by template, and detectors in segments.

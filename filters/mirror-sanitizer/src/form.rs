@@ -75,9 +75,17 @@ pub fn sanitize_pairs(raw: &[u8], names: &HashMap<String, usize>, r: &mut Redact
         let name = percent_decode(raw_name, true);
         let value = raw_value.map(|v| percent_decode(v, true));
         let value_text = value.as_deref().map(String::from_utf8_lossy);
-        let replacement = match lookup(names, &name) {
+        // A name no rule selects is free text too (`?jane@example.com`).
+        let rule = lookup(names, &name);
+        let new_name = if rule.is_none() { r.detect(&String::from_utf8_lossy(&name)) } else { None };
+        let replacement = match rule {
             Some(rule) => Some(r.select(rule, value_text.as_deref().unwrap_or_default())),
-            None => value_text.as_deref().and_then(|v| r.detect(v)).map(Replacement::Text),
+            None => match (value_text.as_deref().and_then(|v| r.detect(v)), &new_name, &value_text) {
+                (Some(v), _, _) => Some(Replacement::Text(v)),
+                (None, Some(_), Some(v)) => Some(Replacement::Text(v.to_string())),
+                (None, Some(_), None) => Some(Replacement::Text(String::new())),
+                (None, None, _) => None,
+            },
         };
         match replacement {
             Some(Replacement::Remove) => changed = true,
@@ -87,9 +95,14 @@ pub fn sanitize_pairs(raw: &[u8], names: &HashMap<String, usize>, r: &mut Redact
                     out.push(b'&');
                 }
                 wrote_any = true;
-                out.extend_from_slice(raw_name);
-                out.push(b'=');
-                out.extend_from_slice(percent_encode(&t).as_bytes());
+                match &new_name {
+                    Some(n) => out.extend_from_slice(percent_encode(n).as_bytes()),
+                    None => out.extend_from_slice(raw_name),
+                }
+                if raw_value.is_some() || new_name.is_none() {
+                    out.push(b'=');
+                    out.extend_from_slice(percent_encode(&t).as_bytes());
+                }
             }
             None => {
                 if wrote_any {
@@ -136,6 +149,8 @@ mod tests {
         assert_eq!(run("to=jane%40example.com&n=1").as_deref(), Some("to=REDACTED&n=1"));
         assert_eq!(run("card=4111+1111+1111+1111").as_deref(), Some("card=REDACTED"));
         assert_eq!(run("q=hello&n=1"), None, "untouched pairs are not rewritten");
+        assert_eq!(run("jane%40example.com&n=1").as_deref(), Some("REDACTED&n=1"), "names are free text too");
+        assert_eq!(run("jane%40example.com=1").as_deref(), Some("REDACTED=1"));
     }
 
     #[test]
