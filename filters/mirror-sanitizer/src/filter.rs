@@ -173,7 +173,7 @@ impl SanitizerStream {
         }
         // The body may change: a stale content-length would cut it short.
         let declared = header(&headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some() {
+        if headers.iter().any(|(k, _)| k == "content-length") {
             host.remove_header(MapType::RequestHeaders, "content-length")?;
         }
         if declared == Some(0) {
