@@ -17,7 +17,7 @@ WASM_BINDGEN_RUNNER := $(WASM_BINDGEN_DIR)/bin/wasm-bindgen-test-runner
 WASM_TARGET  := wasm32-wasip1
 WASM_OUT     := target/$(WASM_TARGET)/release
 # The filters; each builds a proxy-wasm module and tests it in the harness.
-FILTER_PACKAGES := header-router principal-authz retry-hints
+FILTER_PACKAGES := header-router mirror-sanitizer principal-authz retry-hints
 # Packages built into proxy-wasm modules (cdylib): the filters and test fixtures.
 WASM_PACKAGES := $(FILTER_PACKAGES) stamp-fixture probe-fixture
 # Crates whose unit tests also run compiled to wasm32 under Node.

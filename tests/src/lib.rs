@@ -18,6 +18,7 @@ pub mod manifests;
 pub mod tls;
 pub mod mesh_router;
 pub mod retry_hints_tour;
+pub mod mirror_demo;
 pub mod tour;
 pub mod upstream;
 

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     println!("Demo: a real Envoy 1.40 with this project's Wasm modules, upstreams on loopback.");
-    let tours: [fn() -> Result<(), KitError>; 3] = [header_router_tour, principal_authz_tour, e2e::retry_hints_tour::tour];
+    let tours: [fn() -> Result<(), KitError>; 4] =
+        [header_router_tour, principal_authz_tour, e2e::retry_hints_tour::tour, e2e::mirror_demo::mirror_sanitizer_tour];
     match tours.iter().try_for_each(|tour| tour()) {
         Ok(()) => {
             println!("\nDemo finished: Envoy and the upstreams are stopped.");

@@ -1,0 +1,591 @@
+//! Value detectors: find secrets and personal data inside any text (a header
+//! value, a query value, a JSON string, a form field) by their shape. Each
+//! built-in detector is a hand-written scanner over bytes (cheap on large
+//! bodies); user patterns are regexes.
+
+/// The built-in detectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    /// 13 to 19 digits, optionally grouped by single spaces or dashes,
+    /// starting with 2 to 6 (the card networks' ranges), Luhn-valid.
+    CardNumber,
+    Email,
+    /// Three base64url segments, the first starting `eyJ` (`{"`).
+    Jwt,
+    /// The token after `Bearer ` (any case).
+    BearerToken,
+    /// `AKIA`, `ASIA` and the other AWS id prefixes, then 16 upper-case letters or digits.
+    AwsAccessKeyId,
+    /// Country code, check digits and account, optionally grouped by spaces; mod-97 checked.
+    Iban,
+    /// `+` and 8 to 15 digits (E.164, separators allowed), or the North
+    /// American shapes `(555) 123-4567`, `555-123-4567`, `555.123.4567`.
+    Phone,
+}
+
+/// Byte classes the detectors' quick checks need.
+const DIGIT: u8 = 1;
+const UPPER: u8 = 2;
+const AT: u8 = 4;
+const J: u8 = 8;
+const DOT: u8 = 16;
+const B: u8 = 32;
+const SPACE: u8 = 64;
+
+// Evaluated at compile time: an index out of range would fail the build,
+// never a request.
+#[allow(clippy::indexing_slicing)]
+const CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = if b.is_ascii_digit() { DIGIT } else if b.is_ascii_uppercase() { UPPER } else { 0 }
+            | if b == b'@' { AT } else { 0 }
+            | if b == b'J' { J } else { 0 }
+            | if b == b'.' { DOT } else { 0 }
+            | if b == b'b' || b == b'B' { B } else { 0 }
+            | if b == b' ' { SPACE } else { 0 };
+        i += 1;
+    }
+    t
+};
+
+/// What a text holds, gathered in one table-driven pass, so detectors that
+/// cannot match it are skipped without scanning.
+pub struct Profile {
+    classes: u8,
+    digits: usize,
+    uppers: usize,
+    len: usize,
+}
+
+impl Profile {
+    pub fn of(text: &[u8]) -> Self {
+        let (mut classes, mut digits, mut uppers) = (0u8, 0usize, 0usize);
+        for &b in text {
+            let c = CLASSES.get(usize::from(b)).copied().unwrap_or(0);
+            classes |= c;
+            digits += usize::from(c & DIGIT);
+            uppers += usize::from((c & UPPER) >> 1);
+        }
+        Profile { classes, digits, uppers, len: text.len() }
+    }
+
+    fn has(&self, class: u8) -> bool {
+        self.classes & class != 0
+    }
+}
+
+/// Shorter texts hold no match of any built-in detector (`a@b.io` is 6).
+pub const SHORTEST_MATCH: usize = 6;
+
+impl Builtin {
+    /// False when the text cannot hold a match (cheap, conservative).
+    pub fn may_match(self, p: &Profile) -> bool {
+        match self {
+            Builtin::CardNumber => p.digits >= 13,
+            Builtin::Email => p.has(AT) && p.has(DOT),
+            Builtin::Jwt => p.has(J) && p.has(DOT) && p.len >= 10,
+            Builtin::BearerToken => p.has(B) && p.has(SPACE),
+            Builtin::AwsAccessKeyId => p.uppers >= 4 && p.len >= 20,
+            Builtin::Iban => p.uppers >= 2 && p.digits >= 2 && p.len >= 15,
+            Builtin::Phone => p.digits >= 8,
+        }
+    }
+
+    pub const ALL: [Builtin; 7] =
+        [Builtin::CardNumber, Builtin::Email, Builtin::Jwt, Builtin::BearerToken, Builtin::AwsAccessKeyId, Builtin::Iban, Builtin::Phone];
+
+    /// Appends the byte ranges of `text` this detector matches.
+    pub fn find(self, text: &[u8], out: &mut Vec<(usize, usize)>) {
+        match self {
+            Builtin::CardNumber => find_cards(text, out),
+            Builtin::Email => find_emails(text, out),
+            Builtin::Jwt => find_jwts(text, out),
+            Builtin::BearerToken => find_bearer(text, out),
+            Builtin::AwsAccessKeyId => find_aws(text, out),
+            Builtin::Iban => find_ibans(text, out),
+            Builtin::Phone => find_phones(text, out),
+        }
+    }
+}
+
+/// A detector the configuration enabled.
+#[derive(Debug, Clone)]
+pub enum Detector {
+    Builtin(Builtin),
+    Pattern(regex_lite::Regex),
+}
+
+impl Detector {
+    pub fn find(&self, text: &str, out: &mut Vec<(usize, usize)>) {
+        match self {
+            Detector::Builtin(b) => b.find(text.as_bytes(), out),
+            Detector::Pattern(re) => out.extend(re.find_iter(text).filter(|m| !m.is_empty()).map(|m| (m.start(), m.end()))),
+        }
+    }
+}
+
+/// A match: its byte range and the index of the rule whose detector found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+    pub rule: usize,
+}
+
+/// Every match in `text` of the detectors, `(detector, rule)` in rule
+/// order; where matches overlap the earliest (then longest) wins.
+pub fn scan(text: &str, detectors: &[(Detector, usize)]) -> Vec<Span> {
+    let mut spans = Vec::new();
+    let mut found = Vec::new();
+    let profile = Profile::of(text.as_bytes());
+    for (detector, rule) in detectors {
+        if let Detector::Builtin(b) = detector {
+            if text.len() < SHORTEST_MATCH || !b.may_match(&profile) {
+                continue;
+            }
+        }
+        found.clear();
+        detector.find(text, &mut found);
+        spans.extend(found.iter().map(|&(start, end)| Span { start, end, rule: *rule }));
+    }
+    if spans.len() > 1 {
+        spans.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.rule.cmp(&b.rule)));
+        let mut kept: Vec<Span> = Vec::with_capacity(spans.len());
+        for s in spans {
+            if kept.last().is_none_or(|k| s.start >= k.end) {
+                kept.push(s);
+            }
+        }
+        spans = kept;
+    }
+    spans
+}
+
+fn at(text: &[u8], i: usize) -> u8 {
+    text.get(i).copied().unwrap_or(0)
+}
+
+/// The byte before `i`, or 0 at the start.
+fn before(text: &[u8], i: usize) -> u8 {
+    i.checked_sub(1).map_or(0, |j| at(text, j))
+}
+
+fn luhn(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (i, d) in digits.iter().rev().enumerate() {
+        let mut v = u32::from(d - b'0');
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum % 10 == 0
+}
+
+fn find_cards(text: &[u8], out: &mut Vec<(usize, usize)>) {
+    let mut i = 0;
+    while i < text.len() {
+        if !at(text, i).is_ascii_digit() || before(text, i).is_ascii_alphanumeric() {
+            i += 1;
+            continue;
+        }
+        // The run of digits with single separators, and where each group
+        // ends; fixed arrays, as this runs on every long digit run.
+        let mut digits = [0u8; 41];
+        let mut n_digits = 0;
+        let mut ends = [(0usize, 0usize); 42]; // (byte end, digits so far)
+        let mut n_ends = 0;
+        let mut j = i;
+        loop {
+            let b = at(text, j);
+            if b.is_ascii_digit() {
+                if let Some(d) = digits.get_mut(n_digits) {
+                    *d = b;
+                }
+                n_digits += 1;
+                j += 1;
+            } else if (b == b' ' || b == b'-') && at(text, j + 1).is_ascii_digit() && n_digits > 0 {
+                if let Some(e) = ends.get_mut(n_ends) {
+                    *e = (j, n_digits);
+                    n_ends += 1;
+                }
+                j += 1;
+            } else {
+                break;
+            }
+            if n_digits >= digits.len() {
+                break;
+            }
+        }
+        if let Some(e) = ends.get_mut(n_ends) {
+            *e = (j, n_digits);
+            n_ends += 1;
+        }
+        let run_end = j;
+        let mut matched = None;
+        // Longest first: the run whole if it ends at a boundary, else a
+        // prefix that ends at a group boundary.
+        for &(end, n) in ends.get(..n_ends).unwrap_or_default().iter().rev() {
+            let boundary = !at(text, end).is_ascii_alphanumeric();
+            if boundary && (13..=19).contains(&n) && (b'2'..=b'6').contains(&at(&digits, 0)) && digits.get(..n).is_some_and(luhn) {
+                matched = Some(end);
+                break;
+            }
+        }
+        match matched {
+            Some(end) => {
+                out.push((i, end));
+                i = end;
+            }
+            None => i = run_end.max(i + 1),
+        }
+    }
+}
+
+fn is_local_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"._%+-".contains(&b)
+}
+
+fn find_emails(text: &[u8], out: &mut Vec<(usize, usize)>) {
+    let mut from = 0;
+    let mut i = 0;
+    while i < text.len() {
+        match text.get(i..).and_then(|rest| rest.iter().position(|&b| b == b'@')) {
+            Some(off) => i += off,
+            None => return,
+        }
+        let mut start = i;
+        while start > from && is_local_char(before(text, start)) {
+            start -= 1;
+        }
+        while start < i && at(text, start) == b'.' {
+            start += 1;
+        }
+        // Domain: labels of letters, digits and dashes, at least two, the
+        // last (the TLD) all letters and two or more long.
+        let mut j = i + 1;
+        let mut last_label_start = j;
+        let mut labels = 0;
+        let mut end = None;
+        loop {
+            let label_start = j;
+            while at(text, j).is_ascii_alphanumeric() || at(text, j) == b'-' {
+                j += 1;
+            }
+            if j == label_start {
+                break;
+            }
+            labels += 1;
+            last_label_start = label_start;
+            let tld = text.get(label_start..j).unwrap_or_default();
+            if labels >= 2 && tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic) {
+                end = Some(j);
+            }
+            if at(text, j) == b'.' && at(text, j + 1).is_ascii_alphanumeric() {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        let _ = last_label_start;
+        match end {
+            Some(end) if start < i => {
+                out.push((start, end));
+                from = end;
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+fn is_b64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+fn find_jwts(text: &[u8], out: &mut Vec<(usize, usize)>) {
+    let mut i = 0;
+    while i + 3 <= text.len() {
+        if text.get(i..i + 3) != Some(b"eyJ") || is_b64url(before(text, i)) {
+            i += 1;
+            continue;
+        }
+        let segment = |mut j: usize| {
+            let s = j;
+            while is_b64url(at(text, j)) {
+                j += 1;
+            }
+            (j, j - s)
+        };
+        let (j1, n1) = segment(i);
+        let ok = n1 >= 4 && at(text, j1) == b'.';
+        let (j2, n2) = if ok { segment(j1 + 1) } else { (j1, 0) };
+        if ok && n2 >= 2 && at(text, j2) == b'.' {
+            let (j3, _) = segment(j2 + 1);
+            out.push((i, j3));
+            i = j3;
+        } else {
+            i = j1.max(i + 1);
+        }
+    }
+}
+
+fn is_b64token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)
+}
+
+fn find_bearer(text: &[u8], out: &mut Vec<(usize, usize)>) {
+    let mut i = 0;
+    while i + 7 <= text.len() {
+        // Jump to the next `b` or `B`.
+        match text.get(i..).and_then(|rest| rest.iter().position(|&b| b | 0x20 == b'b')) {
+            Some(off) => i += off,
+            None => return,
+        }
+        let word = text.get(i..i + 6).is_some_and(|w| w.eq_ignore_ascii_case(b"bearer"));
+        if !word || before(text, i).is_ascii_alphanumeric() || at(text, i + 6) != b' ' {
+            i += 1;
+            continue;
+        }
+        let mut start = i + 6;
+        while at(text, start) == b' ' {
+            start += 1;
+        }
+        let mut end = start;
+        while is_b64token(at(text, end)) {
+            end += 1;
+        }
+        if end > start {
+            out.push((start, end));
+        }
+        i = end.max(i + 1);
+    }
+}
+
+const AWS_PREFIXES: [&[u8]; 10] = [b"AKIA", b"ASIA", b"AGPA", b"AIDA", b"AROA", b"ANPA", b"ANVA", b"AIPA", b"ABIA", b"ACCA"];
+
+fn find_aws(text: &[u8], out: &mut Vec<(usize, usize)>) {
+    let mut i = 0;
+    while i + 20 <= text.len() {
+        let prefix = text.get(i..i + 4).is_some_and(|p| AWS_PREFIXES.contains(&p));
+        let body = text.get(i + 4..i + 20).is_some_and(|b| b.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+        if prefix && body && !before(text, i).is_ascii_alphanumeric() && !at(text, i + 20).is_ascii_alphanumeric() {
+            out.push((i, i + 20));
+            i += 20;
+        } else {
+            i += 1;
+        }
+    }
+}
+
+fn iban_valid(chars: &[u8]) -> bool {
+    if !(15..=34).contains(&chars.len()) {
+        return false;
+    }
+    let (head, rest) = chars.split_at(4);
+    let mut remainder = 0u32;
+    for &c in rest.iter().chain(head) {
+        let v = match c {
+            b'0'..=b'9' => u32::from(c - b'0'),
+            b'A'..=b'Z' => u32::from(c - b'A') + 10,
+            _ => return false,
+        };
+        remainder = if v >= 10 { (remainder * 100 + v) % 97 } else { (remainder * 10 + v) % 97 };
+    }
+    remainder == 1
+}
+
+fn find_ibans(text: &[u8], out: &mut Vec<(usize, usize)>) {
+    let mut i = 0;
+    while i + 15 <= text.len() {
+        let start_ok = at(text, i).is_ascii_uppercase()
+            && at(text, i + 1).is_ascii_uppercase()
+            && at(text, i + 2).is_ascii_digit()
+            && at(text, i + 3).is_ascii_digit()
+            && !before(text, i).is_ascii_alphanumeric();
+        if !start_ok {
+            i += 1;
+            continue;
+        }
+        let mut chars = Vec::with_capacity(34);
+        let mut ends: Vec<(usize, usize)> = Vec::new();
+        let mut j = i;
+        loop {
+            let b = at(text, j);
+            if b.is_ascii_uppercase() || b.is_ascii_digit() {
+                chars.push(b);
+                j += 1;
+            } else if b == b' ' && (at(text, j + 1).is_ascii_uppercase() || at(text, j + 1).is_ascii_digit()) {
+                ends.push((j, chars.len()));
+                j += 1;
+            } else {
+                break;
+            }
+            if chars.len() > 34 {
+                break;
+            }
+        }
+        ends.push((j, chars.len()));
+        let found = ends.iter().rev().find(|&&(end, n)| {
+            !at(text, end).is_ascii_alphanumeric() && chars.get(..n).is_some_and(iban_valid)
+        });
+        match found {
+            Some(&(end, _)) => {
+                out.push((i, end));
+                i = end;
+            }
+            None => i += 1,
+        }
+    }
+}
+
+/// Matches `shape` at `i`: `d` a digit, any other byte itself.
+fn shape_at(text: &[u8], i: usize, shape: &[u8]) -> bool {
+    shape.iter().enumerate().all(|(k, &s)| {
+        let b = at(text, i + k);
+        if s == b'd' {
+            b.is_ascii_digit()
+        } else {
+            b == s
+        }
+    })
+}
+
+fn is_phone_separator(b: u8) -> bool {
+    matches!(b, b' ' | b'-' | b'.' | b'(' | b')')
+}
+
+const NANP_SHAPES: [&[u8]; 4] = [b"(ddd) ddd-dddd", b"ddd-ddd-dddd", b"ddd.ddd.dddd", b"(ddd)ddd-dddd"];
+
+fn find_phones(text: &[u8], out: &mut Vec<(usize, usize)>) {
+    let mut i = 0;
+    while i < text.len() {
+        let b = at(text, i);
+        let boundary = !before(text, i).is_ascii_alphanumeric() && before(text, i) != b'+';
+        if b == b'+' && boundary && (b'1'..=b'9').contains(&at(text, i + 1)) {
+            // E.164: digits with single separators.
+            let mut j = i + 1;
+            let mut digits = 0;
+            let mut end = j;
+            loop {
+                let c = at(text, j);
+                if c.is_ascii_digit() {
+                    digits += 1;
+                    j += 1;
+                    end = j;
+                } else if is_phone_separator(c) {
+                    // Up to two separators in a row: `) ` in `+1 (555) 123`.
+                    let mut k = j;
+                    while k < j + 2 && is_phone_separator(at(text, k)) {
+                        k += 1;
+                    }
+                    if !at(text, k).is_ascii_digit() {
+                        break;
+                    }
+                    j = k;
+                } else {
+                    break;
+                }
+                if digits > 15 {
+                    break;
+                }
+            }
+            if (8..=15).contains(&digits) && !at(text, end).is_ascii_alphanumeric() {
+                out.push((i, end));
+                i = end;
+                continue;
+            }
+            i += 1;
+            continue;
+        }
+        if (b.is_ascii_digit() || b == b'(') && boundary {
+            if let Some(shape) = NANP_SHAPES.iter().find(|s| shape_at(text, i, s)) {
+                let end = i + shape.len();
+                if !at(text, end).is_ascii_alphanumeric() {
+                    out.push((i, end));
+                    i = end;
+                    continue;
+                }
+            }
+        }
+        i += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn found(d: Builtin, text: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        d.find(text.as_bytes(), &mut out);
+        out.iter().map(|&(s, e)| &text[s..e]).collect()
+    }
+
+    #[test]
+    fn cards_are_luhn_checked_with_spaces_or_dashes() {
+        assert_eq!(found(Builtin::CardNumber, "card 4111111111111111 ok"), ["4111111111111111"]);
+        assert_eq!(found(Builtin::CardNumber, "4111 1111 1111 1111"), ["4111 1111 1111 1111"]);
+        assert_eq!(found(Builtin::CardNumber, "x:5500-0000-0000-0004,"), ["5500-0000-0000-0004"]);
+        assert_eq!(found(Builtin::CardNumber, "amex 378282246310005"), ["378282246310005"]);
+        // Luhn fails: one digit changed.
+        assert!(found(Builtin::CardNumber, "4111111111111112").is_empty());
+        // A millisecond timestamp (starts with 1) and a long id are not cards.
+        assert!(found(Builtin::CardNumber, "1700000000000 and 41111111111111111111111").is_empty());
+        // Part of a word or number is not a card.
+        assert!(found(Builtin::CardNumber, "id4111111111111111").is_empty());
+        // A year after the card is not absorbed.
+        assert_eq!(found(Builtin::CardNumber, "4111-1111-1111-1111 2029"), ["4111-1111-1111-1111"]);
+        assert!(found(Builtin::CardNumber, "4111  1111 1111 1111").is_empty(), "double space splits the run");
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(found(Builtin::Email, "to: Jane.Doe+x@mail.example.com, bob@ex.io"), ["Jane.Doe+x@mail.example.com", "bob@ex.io"]);
+        assert!(found(Builtin::Email, "user@localhost a@b.c @x.com").is_empty());
+        assert_eq!(found(Builtin::Email, "<alice@example.org>"), ["alice@example.org"]);
+    }
+
+    #[test]
+    fn jwts_and_bearer_tokens() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl";
+        assert_eq!(found(Builtin::Jwt, &format!("token={jwt}&x=1")), [jwt]);
+        assert_eq!(found(Builtin::Jwt, "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0."), ["eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0."]);
+        assert!(found(Builtin::Jwt, "eyJ.x").is_empty());
+        assert_eq!(found(Builtin::BearerToken, "Bearer abc.DEF-123_~+/="), ["abc.DEF-123_~+/="]);
+        assert_eq!(found(Builtin::BearerToken, "auth: bearer  tok"), ["tok"]);
+        assert!(found(Builtin::BearerToken, "forbearer x").is_empty());
+    }
+
+    #[test]
+    fn aws_ibans_phones() {
+        assert_eq!(found(Builtin::AwsAccessKeyId, "key AKIAIOSFODNN7EXAMPLE."), ["AKIAIOSFODNN7EXAMPLE"]);
+        assert!(found(Builtin::AwsAccessKeyId, "AKIAIOSFODNN7EXAMPLEX").is_empty());
+        assert_eq!(found(Builtin::Iban, "iban DE89370400440532013000 x"), ["DE89370400440532013000"]);
+        assert_eq!(found(Builtin::Iban, "GB82 WEST 1234 5698 7654 32"), ["GB82 WEST 1234 5698 7654 32"]);
+        assert!(found(Builtin::Iban, "DE89370400440532013001").is_empty(), "mod 97 fails");
+        assert_eq!(found(Builtin::Phone, "call +1 (555) 123-4567 now"), ["+1 (555) 123-4567"]);
+        assert_eq!(found(Builtin::Phone, "+44 20 7946 0958"), ["+44 20 7946 0958"]);
+        assert_eq!(found(Builtin::Phone, "(555) 123-4567; 555.123.4567"), ["(555) 123-4567", "555.123.4567"]);
+        assert!(found(Builtin::Phone, "v1.2.3 2024-01-15 +123").is_empty());
+    }
+
+    #[test]
+    fn overlapping_matches_keep_the_earliest_longest() {
+        let detectors: Vec<(Detector, usize)> = Builtin::ALL.iter().map(|&b| (Detector::Builtin(b), 0)).collect();
+        let text = "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig and 4111111111111111";
+        let spans = scan(text, &detectors);
+        let got: Vec<&str> = spans.iter().map(|s| &text[s.start..s.end]).collect();
+        assert_eq!(got, ["eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig", "4111111111111111"]);
+        let re = Detector::Pattern(regex_lite::Regex::new("EMP-[0-9]{6}").unwrap());
+        assert_eq!(scan("id EMP-123456", &[(re, 3)]), [Span { start: 3, end: 13, rule: 3 }]);
+    }
+}

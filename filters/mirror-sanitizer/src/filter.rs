@@ -1,0 +1,352 @@
+//! The proxy-wasm glue. The root context compiles the configuration (the
+//! hash key from the config or a VM environment variable) and defines the
+//! metrics once. Each stream decides in its request-headers callback whether
+//! it is a shadow copy (one host call, none for `match: all`); a primary
+//! request is never touched again. A shadow request has its headers
+//! sanitized at once; its body is collected by the filter to its end (up to
+//! the limit) and sanitized whole, or dropped (or the request refused) when
+//! it cannot be.
+
+use crate::body::{classify, sanitize_body, BodyKind, Unsanitizable};
+use crate::config::{OnUnsanitizable, Policy, ShadowMatch};
+use crate::redact::Redactor;
+use crate::request::{sanitize_headers, HeaderEdit};
+use crate::shadow::is_shadow_authority;
+use filter_common::{AbiHost, BufferType, Host, HostError, LogLevel, MapType, Metric};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+use std::rc::Rc;
+
+struct Metrics {
+    sanitized: Option<Metric>,
+    dropped_oversize: Option<Metric>,
+    dropped_unreadable: Option<Metric>,
+    rejected: Option<Metric>,
+    errors: Option<Metric>,
+    /// Per rule, in the policy's order: values redacted.
+    rules: Vec<Option<Metric>>,
+}
+
+impl Metrics {
+    fn define(host: &dyn Host, policy: &Policy) -> Self {
+        let counter = |name: &str| Metric::counter(host, name).ok();
+        Self {
+            sanitized: counter("mirror_sanitizer.shadow.sanitized"),
+            dropped_oversize: counter("mirror_sanitizer.shadow.dropped_oversize"),
+            dropped_unreadable: counter("mirror_sanitizer.shadow.dropped_unreadable"),
+            rejected: counter("mirror_sanitizer.shadow.rejected"),
+            errors: counter("mirror_sanitizer.errors"),
+            rules: policy.rules.iter().map(|r| counter(&format!("mirror_sanitizer.rule.{}.redactions", r.name))).collect(),
+        }
+    }
+}
+
+struct Shared {
+    policy: Policy,
+    metrics: Metrics,
+    debug: bool,
+}
+
+#[derive(Default)]
+pub struct SanitizerRoot {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for SanitizerRoot {}
+
+impl RootContext for SanitizerRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let host = AbiHost;
+        let bytes = match host.plugin_configuration() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                host.log(LogLevel::Error, &format!("mirror-sanitizer: cannot read the configuration: {e}"));
+                return false;
+            }
+        };
+        let env = |name: &str| std::env::var(name).ok();
+        let policy = match Policy::parse(bytes.as_deref(), &env) {
+            Ok(policy) => policy,
+            Err(e) => {
+                host.log(LogLevel::Error, &format!("mirror-sanitizer: invalid configuration: {e}"));
+                return false;
+            }
+        };
+        let metrics = Metrics::define(&host, &policy);
+        let debug = host.log_level().is_ok_and(|l| l <= LogLevel::Debug);
+        self.shared = Some(Rc::new(Shared { policy, metrics, debug }));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let shared = Rc::clone(self.shared.as_ref()?);
+        Some(Box::new(SanitizerStream { shared, state: State::Primary, request_id: String::new() }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Where a stream stands.
+enum State {
+    /// Not a shadow copy (or nothing left to do): every callback passes.
+    Primary,
+    /// A shadow copy whose body the filter is collecting (taken out of each
+    /// data callback, so Envoy's own buffer limit never trips on it) for
+    /// this reader.
+    Buffering(BodyKind, Vec<u8>),
+    /// A shadow copy whose body is dropped as it arrives.
+    Dropping,
+    /// A shadow copy refused or finished.
+    Done,
+}
+
+struct SanitizerStream {
+    shared: Rc<Shared>,
+    state: State,
+    request_id: String,
+}
+
+impl Context for SanitizerStream {}
+
+fn count(host: &dyn Host, metric: Option<&Metric>) {
+    if let Some(m) = metric {
+        m.inc(host);
+    }
+}
+
+fn header<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h str> {
+    headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
+impl SanitizerStream {
+    fn is_shadow(&self, host: &dyn Host) -> Result<bool, HostError> {
+        Ok(match &self.shared.policy.shadow {
+            ShadowMatch::All => true,
+            ShadowMatch::HostSuffix(suffix) => {
+                host.header(MapType::RequestHeaders, ":authority")?.is_some_and(|a| is_shadow_authority(&a, suffix))
+            }
+            ShadowMatch::Header { name, .. } => host.header(MapType::RequestHeaders, name)?.is_some(),
+        })
+    }
+
+    fn record(&self, host: &dyn Host, r: &Redactor) {
+        for (metric, &n) in self.shared.metrics.rules.iter().zip(&r.counts) {
+            if n > 0 {
+                if let Some(m) = metric {
+                    m.add(host, i64::from(n));
+                }
+            }
+        }
+    }
+
+    /// Sanitizes the shadow request's headers and plans its body.
+    fn shadow_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Result<Action, HostError> {
+        let shared = Rc::clone(&self.shared);
+        let headers = host.headers(MapType::RequestHeaders)?;
+        self.request_id = header(&headers, "x-request-id").unwrap_or_default().chars().take(64).collect();
+        let mut r = Redactor::new(&shared.policy);
+        let edits = sanitize_headers(&headers, &shared.policy.shadow, &mut r);
+        for edit in &edits {
+            match edit {
+                HeaderEdit::Remove(name) => host.remove_header(MapType::RequestHeaders, name)?,
+                HeaderEdit::Set(name, values) => match values.as_slice() {
+                    [one] => host.replace_header(MapType::RequestHeaders, name, one)?,
+                    many => {
+                        host.remove_header(MapType::RequestHeaders, name)?;
+                        for v in many {
+                            host.add_header(MapType::RequestHeaders, name, v)?;
+                        }
+                    }
+                },
+            }
+        }
+        self.record(host, &r);
+        if shared.debug {
+            host.log(LogLevel::Debug, &format!("mirror-sanitizer: shadow request {}: {} header values redacted", self.request_id, r.total()));
+        }
+        if end_of_stream {
+            count(host, shared.metrics.sanitized.as_ref());
+            self.state = State::Done;
+            return Ok(Action::Continue);
+        }
+        // The body may change: a stale content-length would cut it short.
+        let declared = header(&headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        if headers.iter().any(|(k, _)| k == "content-length") {
+            host.remove_header(MapType::RequestHeaders, "content-length")?;
+        }
+        if declared == Some(0) {
+            count(host, shared.metrics.sanitized.as_ref());
+            self.state = State::Done;
+            return Ok(Action::Continue);
+        }
+        let limit = shared.policy.max_body_bytes;
+        let plan = match declared {
+            Some(n) if n > limit as u64 => Err(Unsanitizable::Oversize { limit }),
+            _ => classify(header(&headers, "content-type"), header(&headers, "content-encoding")),
+        };
+        match plan {
+            Ok(kind) => {
+                self.state = State::Buffering(kind, Vec::new());
+                Ok(Action::Continue)
+            }
+            Err(why) => {
+                // An empty body that still says gzip would not decode.
+                if matches!(why, Unsanitizable::Encoded(_)) && shared.policy.on_unsanitizable == OnUnsanitizable::DropBody {
+                    host.remove_header(MapType::RequestHeaders, "content-encoding")?;
+                }
+                Ok(self.unsanitizable(host, &why))
+            }
+        }
+    }
+
+    /// Counts and logs a body that cannot go on, then drops it or refuses
+    /// the request.
+    fn unsanitizable(&mut self, host: &dyn Host, why: &Unsanitizable) -> Action {
+        let shared = Rc::clone(&self.shared);
+        let m = &shared.metrics;
+        count(host, if why.is_oversize() { m.dropped_oversize.as_ref() } else { m.dropped_unreadable.as_ref() });
+        match shared.policy.on_unsanitizable {
+            OnUnsanitizable::DropBody => {
+                host.log(LogLevel::Info, &format!("mirror-sanitizer: shadow request {}: body dropped: {why}", self.request_id));
+                self.state = State::Dropping;
+                Action::Continue
+            }
+            OnUnsanitizable::Reject => {
+                host.log(LogLevel::Info, &format!("mirror-sanitizer: shadow request {}: refused: {why}", self.request_id));
+                count(host, m.rejected.as_ref());
+                self.state = State::Done;
+                let sent = host.send_local_response(403, "mirror_sanitizer_refused", &[], b"shadow request refused: body cannot be sanitized\n");
+                if sent.is_err() {
+                    count(host, m.errors.as_ref());
+                }
+                Action::Pause
+            }
+        }
+    }
+
+    fn shadow_body(&mut self, host: &dyn Host, size: usize, end_of_stream: bool) -> Result<Action, HostError> {
+        match self.state {
+            State::Primary | State::Done => Ok(Action::Continue),
+            State::Dropping => {
+                if size > 0 {
+                    host.set_buffer(BufferType::RequestBody, 0, size, &[])?;
+                }
+                Ok(Action::Continue)
+            }
+            State::Buffering(..) => self.collect(host, size, end_of_stream),
+        }
+    }
+
+    /// Takes this data callback's bytes into the filter's own buffer and
+    /// passes an empty chunk on; at the end, writes the sanitized body into
+    /// the last callback. Envoy then never holds more than one chunk of the
+    /// copy, whatever its size.
+    fn collect(&mut self, host: &dyn Host, size: usize, end_of_stream: bool) -> Result<Action, HostError> {
+        let limit = self.shared.policy.max_body_bytes;
+        let chunk = if size > 0 { host.buffer(BufferType::RequestBody, 0, size)?.unwrap_or_default() } else { Vec::new() };
+        let State::Buffering(kind, body) = &mut self.state else {
+            return Ok(Action::Continue);
+        };
+        if body.len().saturating_add(chunk.len()) > limit {
+            *body = Vec::new();
+            let action = self.unsanitizable(host, &Unsanitizable::Oversize { limit });
+            if matches!(self.state, State::Dropping) && size > 0 {
+                host.set_buffer(BufferType::RequestBody, 0, size, &[])?;
+            }
+            return Ok(action);
+        }
+        body.extend_from_slice(&chunk);
+        if !end_of_stream {
+            if size > 0 {
+                host.set_buffer(BufferType::RequestBody, 0, size, &[])?;
+            }
+            return Ok(Action::Continue);
+        }
+        let kind = kind.clone();
+        let body = std::mem::take(body);
+        let shared = Rc::clone(&self.shared);
+        let mut r = Redactor::new(&shared.policy);
+        let result = if body.is_empty() { Ok(None) } else { sanitize_body(&kind, &body, &mut r) };
+        match result {
+            Ok(new) => {
+                let out = new.as_deref().unwrap_or(&body);
+                // The last callback's chunk becomes the whole (sanitized) body.
+                if !(out.is_empty() && size == 0) {
+                    host.set_buffer(BufferType::RequestBody, 0, size, out)?;
+                }
+                self.record(host, &r);
+                count(host, shared.metrics.sanitized.as_ref());
+                if shared.debug {
+                    host.log(LogLevel::Debug, &format!("mirror-sanitizer: shadow request {}: body sanitized, {} values redacted", self.request_id, r.total()));
+                }
+                self.state = State::Done;
+                Ok(Action::Continue)
+            }
+            Err(why) => {
+                let action = self.unsanitizable(host, &why);
+                if matches!(self.state, State::Dropping) && size > 0 {
+                    host.set_buffer(BufferType::RequestBody, 0, size, &[])?;
+                }
+                Ok(action)
+            }
+        }
+    }
+
+    /// A host call failed on a shadow request: nothing unsanitized may leave,
+    /// so the shadow request is refused.
+    fn fail_closed(&mut self, host: &dyn Host, e: &HostError) -> Action {
+        count(host, self.shared.metrics.errors.as_ref());
+        host.log(LogLevel::Warn, &format!("mirror-sanitizer: shadow request {} refused: {e}", self.request_id));
+        self.state = State::Done;
+        let _ = host.send_local_response(500, "mirror_sanitizer_error", &[], b"");
+        Action::Pause
+    }
+}
+
+impl HttpContext for SanitizerStream {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        let host = AbiHost;
+        match self.is_shadow(&host) {
+            Ok(false) => Action::Continue,
+            Ok(true) => match self.shadow_headers(&host, end_of_stream) {
+                Ok(action) => action,
+                Err(e) => self.fail_closed(&host, &e),
+            },
+            Err(e) => {
+                // The primary is never failed by the sanitizer; a request it
+                // cannot classify is counted and left alone.
+                count(&host, self.shared.metrics.errors.as_ref());
+                host.log(LogLevel::Warn, &format!("mirror-sanitizer: cannot tell whether a request is a shadow copy: {e}"));
+                Action::Continue
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if matches!(self.state, State::Primary | State::Done) {
+            return Action::Continue;
+        }
+        let host = AbiHost;
+        match self.shadow_body(&host, body_size, end_of_stream) {
+            Ok(action) => action,
+            Err(e) => self.fail_closed(&host, &e),
+        }
+    }
+
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        // A body followed by trailers never reached end_of_stream in a body
+        // callback, so it was never sanitized: refuse rather than release it.
+        if let State::Buffering(..) = self.state {
+            let host = AbiHost;
+            count(&host, self.shared.metrics.dropped_unreadable.as_ref());
+            count(&host, self.shared.metrics.rejected.as_ref());
+            host.log(LogLevel::Info, &format!("mirror-sanitizer: shadow request {}: refused: body followed by trailers", self.request_id));
+            self.state = State::Done;
+            let _ = host.send_local_response(403, "mirror_sanitizer_refused", &[], b"");
+            return Action::Pause;
+        }
+        Action::Continue
+    }
+}

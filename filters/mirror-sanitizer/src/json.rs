@@ -1,0 +1,534 @@
+//! JSON bodies, sanitized in one pass: a strict parser walks the document
+//! once, matching each member's key (escapes decoded, any case) and JSON
+//! pointer against the rules and running the detectors over every string
+//! (and every integer, for card numbers). Anything that is not valid JSON is
+//! an error, so an unreadable body is never passed on.
+
+use crate::detect::Builtin;
+use crate::detect::Detector;
+use crate::mode::Replacement;
+use crate::redact::Redactor;
+use std::borrow::Cow;
+
+/// Deeper documents are refused rather than risk the VM's stack.
+pub const MAX_DEPTH: usize = 128;
+
+/// Sanitizes a JSON document: `Ok(None)` when nothing changed, `Err` (with
+/// what and where, never the data) when it does not parse.
+pub fn sanitize_json(input: &[u8], r: &mut Redactor) -> Result<Option<Vec<u8>>, String> {
+    let track_path = !r.policy.json_pointers.is_empty();
+    let cards_in_numbers = r.policy.detectors.iter().any(|(d, _)| matches!(d, Detector::Builtin(Builtin::CardNumber)));
+    let mut w = Walker { input, pos: 0, out: Vec::with_capacity(input.len()), changed: false, path: Vec::new(), track_path, cards_in_numbers, r };
+    w.ws();
+    w.value(0, true)?;
+    w.ws();
+    if w.pos != input.len() {
+        return Err(w.error("data after the document"));
+    }
+    Ok(w.changed.then_some(w.out))
+}
+
+struct Walker<'a, 'r, 'p> {
+    input: &'a [u8],
+    pos: usize,
+    out: Vec<u8>,
+    changed: bool,
+    /// The current JSON pointer's tokens, kept only when rules use pointers.
+    path: Vec<String>,
+    track_path: bool,
+    cards_in_numbers: bool,
+    r: &'r mut Redactor<'p>,
+}
+
+impl<'a> Walker<'a, '_, '_> {
+    fn peek(&self) -> u8 {
+        self.input.get(self.pos).copied().unwrap_or(0)
+    }
+
+    fn error(&self, what: &str) -> String {
+        format!("JSON does not parse: {what} at byte {}", self.pos)
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), b' ' | b'\t' | b'\n' | b'\r') {
+            self.pos += 1;
+        }
+    }
+
+    fn expect(&mut self, b: u8) -> Result<(), String> {
+        if self.peek() == b {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.error(&format!("expected '{}'", char::from(b))))
+        }
+    }
+
+    fn raw(&self, start: usize, end: usize) -> &[u8] {
+        self.input.get(start..end).unwrap_or_default()
+    }
+
+    /// Parses one value; writes its sanitized form when `live`.
+    fn value(&mut self, depth: usize, live: bool) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err(self.error(&format!("nested deeper than {MAX_DEPTH}")));
+        }
+        match self.peek() {
+            b'{' => self.object(depth, live),
+            b'[' => self.array(depth, live),
+            b'"' => {
+                let (start, end, text) = self.string()?;
+                if live {
+                    match self.r.detect(&text) {
+                        Some(new) => {
+                            self.changed = true;
+                            write_string(&mut self.out, &new);
+                        }
+                        None => self.out.extend_from_slice(self.input.get(start..end).unwrap_or_default()),
+                    }
+                }
+                Ok(())
+            }
+            b't' => self.literal(b"true", live),
+            b'f' => self.literal(b"false", live),
+            b'n' => self.literal(b"null", live),
+            b'-' | b'0'..=b'9' => self.number(live),
+            _ => Err(self.error("expected a value")),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], live: bool) -> Result<(), String> {
+        if self.input.get(self.pos..self.pos + word.len()) != Some(word) {
+            return Err(self.error("bad literal"));
+        }
+        self.pos += word.len();
+        if live {
+            self.out.extend_from_slice(word);
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while self.peek().is_ascii_digit() {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    fn number(&mut self, live: bool) -> Result<(), String> {
+        let start = self.pos;
+        if self.peek() == b'-' {
+            self.pos += 1;
+        }
+        match self.peek() {
+            b'0' => self.pos += 1,
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return Err(self.error("bad number")),
+        }
+        let integer = self.pos;
+        if self.peek() == b'.' {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err(self.error("bad number"));
+            }
+        }
+        if matches!(self.peek(), b'e' | b'E') {
+            self.pos += 1;
+            if matches!(self.peek(), b'+' | b'-') {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.error("bad number"));
+            }
+        }
+        if live {
+            let end = self.pos;
+            // A card number sent as a JSON integer.
+            let detected = if self.cards_in_numbers && integer == end && (13..=19).contains(&(end - start)) {
+                let text = String::from_utf8_lossy(self.raw(start, end)).into_owned();
+                self.r.detect(&text)
+            } else {
+                None
+            };
+            match detected {
+                Some(new) => {
+                    self.changed = true;
+                    write_string(&mut self.out, &new);
+                }
+                None => self.out.extend_from_slice(self.input.get(start..end).unwrap_or_default()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses a string at the cursor: its raw range (quotes included) and
+    /// its decoded text.
+    fn string(&mut self) -> Result<(usize, usize, Cow<'a, str>), String> {
+        let start = self.pos;
+        self.expect(b'"')?;
+        let content = self.pos;
+        // Fast path: no escapes.
+        while let Some(&b) = self.input.get(self.pos) {
+            match b {
+                b'"' => {
+                    let input: &'a [u8] = self.input;
+                    let raw = input.get(content..self.pos).unwrap_or_default();
+                    let text = std::str::from_utf8(raw).map_err(|_| self.error("invalid UTF-8"))?;
+                    self.pos += 1;
+                    return Ok((start, self.pos, Cow::Borrowed(text)));
+                }
+                b'\\' => break,
+                0..=0x1f => return Err(self.error("control character in a string")),
+                _ => self.pos += 1,
+            }
+        }
+        let mut bytes = self.raw(content, self.pos).to_vec();
+        loop {
+            let Some(&b) = self.input.get(self.pos) else {
+                return Err(self.error("unterminated string"));
+            };
+            self.pos += 1;
+            match b {
+                b'"' => break,
+                b'\\' => {
+                    let e = self.peek();
+                    self.pos += 1;
+                    match e {
+                        b'"' | b'\\' | b'/' => bytes.push(e),
+                        b'b' => bytes.push(8),
+                        b'f' => bytes.push(12),
+                        b'n' => bytes.push(b'\n'),
+                        b'r' => bytes.push(b'\r'),
+                        b't' => bytes.push(b'\t'),
+                        b'u' => {
+                            let c = self.unicode_escape()?;
+                            let mut buf = [0u8; 4];
+                            bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                        }
+                        _ => return Err(self.error("bad escape")),
+                    }
+                }
+                0..=0x1f => return Err(self.error("control character in a string")),
+                _ => bytes.push(b),
+            }
+        }
+        let text = String::from_utf8(bytes).map_err(|_| self.error("invalid UTF-8"))?;
+        Ok((start, self.pos, Cow::Owned(text)))
+    }
+
+    fn hex4(&mut self) -> Result<u32, String> {
+        let digits = self.raw(self.pos, self.pos + 4);
+        let text = std::str::from_utf8(digits).ok().filter(|t| t.len() == 4 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+        let v = text.and_then(|t| u32::from_str_radix(t, 16).ok()).ok_or_else(|| self.error("bad \\u escape"))?;
+        self.pos += 4;
+        Ok(v)
+    }
+
+    fn unicode_escape(&mut self) -> Result<char, String> {
+        let first = self.hex4()?;
+        let code = match first {
+            0xD800..=0xDBFF => {
+                if self.raw(self.pos, self.pos + 2) != b"\\u" {
+                    return Err(self.error("lone surrogate"));
+                }
+                self.pos += 2;
+                let second = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&second) {
+                    return Err(self.error("lone surrogate"));
+                }
+                0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
+            }
+            0xDC00..=0xDFFF => return Err(self.error("lone surrogate")),
+            c => c,
+        };
+        char::from_u32(code).ok_or_else(|| self.error("bad \\u escape"))
+    }
+
+    /// The text a rule redacts for the value at `start..end`: a string's
+    /// decoded content, or any other value's JSON text.
+    fn value_text(&self, start: usize, end: usize) -> Result<String, String> {
+        let raw = self.raw(start, end);
+        if raw.first() == Some(&b'"') {
+            let mut scratch = Redactor::new(self.r.policy);
+            let mut sub = Walker {
+                input: raw,
+                pos: 0,
+                out: Vec::new(),
+                changed: false,
+                path: Vec::new(),
+                track_path: false,
+                cards_in_numbers: false,
+                r: &mut scratch,
+            };
+            return sub.string().map(|(_, _, t)| t.into_owned());
+        }
+        Ok(String::from_utf8_lossy(raw).into_owned())
+    }
+
+    /// The first rule (by index) that selects the member `key` here.
+    fn member_rule(&self, key: &str) -> Option<usize> {
+        let by_key = self.r.policy.json_key_rule(key);
+        let by_pointer = if self.track_path { self.pointer_rule(key) } else { None };
+        match (by_key, by_pointer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn pointer_rule(&self, token: &str) -> Option<usize> {
+        let depth = self.path.len() + 1;
+        self.r
+            .policy
+            .json_pointers
+            .iter()
+            .filter(|(p, _)| p.len() == depth && p.last().is_some_and(|t| t == token) && p.iter().zip(&self.path).all(|(a, b)| a == b))
+            .map(|(_, rule)| *rule)
+            .min()
+    }
+
+    /// Skips a selected value and writes what its rule makes of it; `false`
+    /// when the rule removes it.
+    fn redact_value(&mut self, depth: usize, rule: usize) -> Result<Option<String>, String> {
+        let start = self.pos;
+        self.value(depth, false)?;
+        let text = self.value_text(start, self.pos)?;
+        self.changed = true;
+        Ok(match self.r.select(rule, &text) {
+            Replacement::Remove => None,
+            Replacement::Text(t) => Some(t),
+        })
+    }
+
+    fn object(&mut self, depth: usize, live: bool) -> Result<(), String> {
+        self.expect(b'{')?;
+        if live {
+            self.out.push(b'{');
+        }
+        self.ws();
+        let mut wrote = false;
+        if self.peek() == b'}' {
+            self.pos += 1;
+        } else {
+            loop {
+                self.ws();
+                let (kstart, kend, key) = self.string()?;
+                self.ws();
+                self.expect(b':')?;
+                self.ws();
+                if !live {
+                    self.value(depth + 1, false)?;
+                } else {
+                    let rule = self.member_rule(&key);
+                    let replacement = match rule {
+                        Some(rule) => Some(self.redact_value(depth + 1, rule)?),
+                        None => None,
+                    };
+                    if replacement != Some(None) {
+                        if wrote {
+                            self.out.push(b',');
+                        }
+                        wrote = true;
+                        // Keys are free text too (maps keyed by e-mail address).
+                        match self.r.detect(&key) {
+                            Some(new_key) => {
+                                self.changed = true;
+                                write_string(&mut self.out, &new_key);
+                            }
+                            None => self.out.extend_from_slice(self.input.get(kstart..kend).unwrap_or_default()),
+                        }
+                        self.out.push(b':');
+                    }
+                    match replacement {
+                        Some(Some(text)) => write_string(&mut self.out, &text),
+                        Some(None) => {}
+                        None => {
+                            if self.track_path {
+                                self.path.push(key.into_owned());
+                            }
+                            self.value(depth + 1, true)?;
+                            if self.track_path {
+                                self.path.pop();
+                            }
+                        }
+                    }
+                }
+                self.ws();
+                match self.peek() {
+                    b',' => self.pos += 1,
+                    b'}' => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return Err(self.error("expected ',' or '}'")),
+                }
+            }
+        }
+        if live {
+            self.out.push(b'}');
+        }
+        Ok(())
+    }
+
+    fn array(&mut self, depth: usize, live: bool) -> Result<(), String> {
+        self.expect(b'[')?;
+        if live {
+            self.out.push(b'[');
+        }
+        self.ws();
+        if self.peek() == b']' {
+            self.pos += 1;
+        } else {
+            let mut index = 0usize;
+            loop {
+                self.ws();
+                if index > 0 && live {
+                    self.out.push(b',');
+                }
+                let rule = if live && self.track_path { self.pointer_rule(&index.to_string()) } else { None };
+                match rule {
+                    // A removed element becomes null: later indexes stay put.
+                    Some(rule) => match self.redact_value(depth + 1, rule)? {
+                        Some(text) => write_string(&mut self.out, &text),
+                        None => self.out.extend_from_slice(b"null"),
+                    },
+                    None => {
+                        if live && self.track_path {
+                            self.path.push(index.to_string());
+                        }
+                        self.value(depth + 1, live)?;
+                        if live && self.track_path {
+                            self.path.pop();
+                        }
+                    }
+                }
+                index += 1;
+                self.ws();
+                match self.peek() {
+                    b',' => self.pos += 1,
+                    b']' => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return Err(self.error("expected ',' or ']'")),
+                }
+            }
+        }
+        if live {
+            self.out.push(b']');
+        }
+        Ok(())
+    }
+}
+
+/// Writes `text` as a JSON string.
+pub fn write_string(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    for c in text.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if u32::from(c) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", u32::from(c)).as_bytes()),
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    const KEY: &str = r#""hashKey":{"value":"0123456789abcdef-key"}"#;
+
+    fn run_with(config: &str, body: &str) -> Result<Option<String>, String> {
+        let p = Policy::parse(Some(config.as_bytes()), &|_| None).unwrap();
+        let mut r = Redactor::new(&p);
+        sanitize_json(body.as_bytes(), &mut r).map(|o| o.map(|v| String::from_utf8(v).unwrap()))
+    }
+
+    fn run(body: &str) -> String {
+        run_with("{}", body).unwrap().unwrap_or_else(|| body.to_string())
+    }
+
+    #[test]
+    fn keys_match_at_any_depth_in_any_case() {
+        assert_eq!(run(r#"{"user":{"Password":"hunter2","name":"x"},"a":[{"TOKEN":1}]}"#), r#"{"user":{"name":"x"},"a":[{}]}"#);
+        assert_eq!(run(r#"{"password":"a","b":1,"password":"c"}"#), r#"{"b":1}"#, "repeated keys are each removed");
+    }
+
+    #[test]
+    fn escaped_keys_are_decoded_before_matching() {
+        assert_eq!(run(r#"{"pass\u0077ord":"hunter2","ok":true}"#), r#"{"ok":true}"#);
+        assert_eq!(run(r#"{"pa\u0053\u0053word":"x"}"#), "{}");
+    }
+
+    #[test]
+    fn detectors_see_decoded_strings_and_integers() {
+        assert_eq!(run(r#"{"note":"mail jane\u0040example.com now","n":4111111111111111,"m":1.5}"#), r#"{"note":"mail REDACTED now","n":"REDACTED","m":1.5}"#);
+        assert_eq!(run(r#"["4111 1111 1111 1111","AKIAIOSFODNN7EXAMPLE"]"#), r#"["REDACTED","REDACTED"]"#);
+        assert_eq!(run(r#"{"jane@example.com":{"plan":"pro"}}"#), r#"{"REDACTED":{"plan":"pro"}}"#, "keys are scanned too");
+    }
+
+    #[test]
+    fn modes_apply_to_whole_values() {
+        let config = format!(r#"{{"rules":[{{"name":"uid","jsonKeys":["userId"],"mode":"hash"}},{{"name":"ssn","jsonKeys":["ssn"],"keepLast":4,"placeholder":"***-**-"}},{{"name":"addr","jsonKeys":["address"],"mode":"mask"}}],{KEY}}}"#);
+        let out = run_with(&config, r#"{"userId":"u-1","ssn":"123-45-6789","address":{"street":"Main"},"other":[1,2]}"#).unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert!(v["userId"].as_str().unwrap().starts_with("hmac-"));
+        assert_eq!(v["ssn"], "***-**-6789");
+        assert_eq!(v["address"], "REDACTED");
+        assert_eq!(v["other"], serde_json::json!([1, 2]));
+        // The same user hashes the same in a number and a string.
+        let again = run_with(&config, r#"{"userId":"u-1"}"#).unwrap().unwrap();
+        assert!(again.contains(v["userId"].as_str().unwrap()));
+    }
+
+    #[test]
+    fn pointers_select_exact_places() {
+        let config = r#"{"rules":[{"name":"p","jsonPointers":["/customer/id","/items/1","/a~1b"],"mode":"remove"}]}"#;
+        assert_eq!(
+            run_with(config, r#"{"customer":{"id":7,"name":"x"},"id":8,"items":["a","b","c"],"a/b":1}"#).unwrap().unwrap(),
+            r#"{"customer":{"name":"x"},"id":8,"items":["a",null,"c"]}"#
+        );
+    }
+
+    #[test]
+    fn unchanged_documents_are_reported_unchanged() {
+        assert_eq!(run_with("{}", r#" {"a": [1, 2.5e3, true, null, "x"]} "#).unwrap(), None);
+    }
+
+    #[test]
+    fn broken_json_is_an_error_never_a_pass() {
+        for bad in [
+            "", " ", "{", r#"{"a":}"#, r#"{"a":1,}"#, "[1 2]", r#"{"a":1} x"#, r#""\x""#, r#""\ud800""#, r#""\udc00x""#, "01", "1.", "-", "tru",
+            "{\"a\":\"\u{1}\"}", "[", r#"{"a" 1}"#, "{\"a\":\"b", r#""\u12""#, "{1:2}", "NaN",
+        ] {
+            assert!(run_with("{}", bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(sanitize_json(&[b'"', 0xff, b'"'], &mut Redactor::new(&Policy::parse(None, &|_| None).unwrap())).is_err());
+        let deep = "[".repeat(MAX_DEPTH + 2) + &"]".repeat(MAX_DEPTH + 2);
+        assert!(run_with("{}", &deep).unwrap_err().contains("nested deeper"));
+        let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        assert!(run_with("{}", &ok).is_ok());
+    }
+
+    #[test]
+    fn written_strings_are_valid_json() {
+        let mut out = Vec::new();
+        write_string(&mut out, "a\"b\\c\n\u{1}é");
+        let back: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, "a\"b\\c\n\u{1}é");
+    }
+}

@@ -1,0 +1,26 @@
+//! mirror-sanitizer: removes, masks or pseudonymizes secrets and personal
+//! data in mirrored (shadow) requests (headers, cookies, path, query, JSON,
+//! form and multipart bodies) before they leave for a test or external
+//! service, and leaves the primary request exactly as it was. A shadow body
+//! it cannot read is dropped (or the shadow request refused), never passed on.
+
+pub mod body;
+pub mod config;
+pub mod detect;
+pub mod form;
+pub mod json;
+pub mod mode;
+pub mod multipart;
+pub mod path;
+pub mod redact;
+pub mod request;
+pub mod shadow;
+// The glue exists only in the module; unit tests (native, or wasm32 under
+// Node) test the logic without a proxy-wasm host.
+#[cfg(all(target_arch = "wasm32", not(test)))]
+mod filter;
+
+#[cfg(all(target_arch = "wasm32", not(test)))]
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| Box::<filter::SanitizerRoot>::default());
+}}

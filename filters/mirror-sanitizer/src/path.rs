@@ -1,0 +1,165 @@
+//! The request's `:path`: segments picked by templates such as
+//! `/users/{id}`, query parameters by name, and detectors over every decoded
+//! segment and query value.
+
+use crate::form::{percent_decode, percent_encode, sanitize_pairs};
+use crate::redact::Redactor;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    /// `{name}`: the segment is redacted.
+    Capture,
+    /// `*`: any segment, left alone.
+    Any,
+}
+
+/// A path template: its segments match the path's first segments; the
+/// `{...}` ones are redacted. `/users/{id}` also covers `/users/7/orders`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template(Vec<Segment>);
+
+impl Template {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let Some(rest) = text.strip_prefix('/') else {
+            return Err(format!("{text:?} must start with '/'"));
+        };
+        let segments: Vec<Segment> = rest
+            .split('/')
+            .map(|s| {
+                if s.len() >= 2 && s.starts_with('{') && s.ends_with('}') {
+                    Segment::Capture
+                } else if s == "*" {
+                    Segment::Any
+                } else {
+                    Segment::Literal(s.to_string())
+                }
+            })
+            .collect();
+        if !segments.contains(&Segment::Capture) {
+            return Err(format!("{text:?} has no {{placeholder}} segment to redact"));
+        }
+        Ok(Self(segments))
+    }
+
+    /// Which of `segments` this template redacts, if it matches.
+    fn captures(&self, segments: &[&str]) -> Option<Vec<usize>> {
+        if segments.len() < self.0.len() {
+            return None;
+        }
+        let mut out = Vec::new();
+        for (i, (t, s)) in self.0.iter().zip(segments).enumerate() {
+            match t {
+                Segment::Literal(l) if l != s => return None,
+                Segment::Capture if s.is_empty() => return None,
+                Segment::Capture => out.push(i),
+                _ => {}
+            }
+        }
+        Some(out)
+    }
+}
+
+/// The sanitized path, or `None` if nothing changed.
+pub fn sanitize_path(path: &str, r: &mut Redactor) -> Option<String> {
+    let (path_part, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let mut changed = false;
+    let new_path = sanitize_segments(path_part, r);
+    changed |= new_path.is_some();
+    let new_query = query.and_then(|q| sanitize_pairs(q.as_bytes(), &r.policy.query_params, r));
+    changed |= new_query.is_some();
+    if !changed {
+        return None;
+    }
+    let mut out = new_path.unwrap_or_else(|| path_part.to_string());
+    match (query, new_query) {
+        // Every parameter removed: no dangling '?'.
+        (Some(_), Some(q)) if q.is_empty() => {}
+        (Some(_), Some(q)) => {
+            out.push('?');
+            out.push_str(&String::from_utf8_lossy(&q));
+        }
+        (Some(q), None) => {
+            out.push('?');
+            out.push_str(q);
+        }
+        (None, _) => {}
+    }
+    Some(out)
+}
+
+fn sanitize_segments(path: &str, r: &mut Redactor) -> Option<String> {
+    // The leading '/' gives an empty first piece, which is kept as is.
+    let pieces: Vec<&str> = path.split('/').collect();
+    let segments = pieces.get(1..).unwrap_or_default();
+    let mut replaced: Vec<Option<String>> = vec![None; pieces.len()];
+    for (template, rule) in &r.policy.path_templates {
+        if let Some(captured) = template.captures(segments) {
+            for i in captured {
+                if let (Some(slot), Some(raw)) = (replaced.get_mut(i + 1), segments.get(i)) {
+                    if slot.is_none() {
+                        let value = String::from_utf8_lossy(&percent_decode(raw.as_bytes(), false)).into_owned();
+                        *slot = Some(percent_encode(&r.select_text(*rule, &value)));
+                    }
+                }
+            }
+        }
+    }
+    for (piece, slot) in pieces.iter().zip(replaced.iter_mut()) {
+        if slot.is_none() && !piece.is_empty() {
+            let decoded = String::from_utf8_lossy(&percent_decode(piece.as_bytes(), false)).into_owned();
+            *slot = r.detect(&decoded).map(|t| percent_encode(&t));
+        }
+    }
+    if replaced.iter().all(Option::is_none) {
+        return None;
+    }
+    let out: Vec<String> = pieces.iter().zip(replaced).map(|(p, r)| r.unwrap_or_else(|| p.to_string())).collect();
+    Some(out.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn run(config: &str, path: &str) -> Option<String> {
+        let p = Policy::parse(Some(config.as_bytes()), &|_| None).unwrap();
+        let mut r = Redactor::new(&p);
+        sanitize_path(path, &mut r)
+    }
+
+    const USERS: &str = r#"{"rules":[{"name":"user","pathSegments":["/users/{id}","/orgs/*/members/{member}"],"placeholder":"x"}]}"#;
+
+    #[test]
+    fn templates_redact_their_segments() {
+        assert_eq!(run(USERS, "/users/42").as_deref(), Some("/users/x"));
+        assert_eq!(run(USERS, "/users/42/orders?page=2").as_deref(), Some("/users/x/orders?page=2"));
+        assert_eq!(run(USERS, "/orgs/acme/members/jane").as_deref(), Some("/orgs/acme/members/x"));
+        assert_eq!(run(USERS, "/users/"), None, "an empty segment is not an id");
+        assert_eq!(run(USERS, "/user/42"), None);
+        assert_eq!(run(USERS, "/"), None);
+    }
+
+    #[test]
+    fn query_parameters_are_decoded_before_matching() {
+        let config = r#"{"rules":[{"name":"uid","queryParams":["user_id"]}]}"#;
+        assert_eq!(run(config, "/a?user%5Fid=7&x=1").as_deref(), Some("/a?user%5Fid=REDACTED&x=1"));
+        assert_eq!(run(config, "/a?access_token=abc&x=1").as_deref(), Some("/a?x=1"), "built-in fields");
+        assert_eq!(run(config, "/a?x=1"), None);
+        assert_eq!(run(config, "/a?user_id=1&token=2").as_deref(), Some("/a?user_id=REDACTED"));
+        assert_eq!(run(config, "/a?token=2").as_deref(), Some("/a"));
+    }
+
+    #[test]
+    fn detectors_see_decoded_segments_and_values() {
+        let config = r#"{}"#;
+        assert_eq!(run(config, "/people/jane%40example.com/x").as_deref(), Some("/people/REDACTED/x"));
+        assert_eq!(run(config, "/p?email=jane%40example.com").as_deref(), Some("/p?email=REDACTED"));
+    }
+}

@@ -1,0 +1,177 @@
+//! The shadow request's header map: headers removed or redacted by name or
+//! name pattern, single cookies, the path (segments and query), and the
+//! detectors over every other header value. Pure: header pairs in, a list of
+//! edits out.
+
+use crate::config::ShadowMatch;
+use crate::mode::Replacement;
+use crate::path::sanitize_path;
+use crate::redact::Redactor;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderEdit {
+    Remove(String),
+    /// The header's new values, in order.
+    Set(String, Vec<Vec<u8>>),
+}
+
+/// Headers left to Envoy: framing and the authority.
+fn untouched(name: &str) -> bool {
+    name.starts_with(':') && name != ":path" || matches!(name, "content-length" | "transfer-encoding" | "host")
+}
+
+/// The edits that sanitize a shadow request's headers.
+pub fn sanitize_headers(headers: &[(String, Vec<u8>)], shadow: &ShadowMatch, r: &mut Redactor) -> Vec<HeaderEdit> {
+    let mut edits = Vec::new();
+    let mut done: Vec<&str> = Vec::new();
+    for (name, _) in headers {
+        let name = name.as_str();
+        if done.contains(&name) || untouched(name) {
+            continue;
+        }
+        done.push(name);
+        let values: Vec<&[u8]> = headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_slice()).collect();
+        if let ShadowMatch::Header { name: marker, remove: true } = shadow {
+            if name == marker {
+                edits.push(HeaderEdit::Remove(name.to_string()));
+                continue;
+            }
+        }
+        if let Some(edit) = sanitize_header(name, &values, r) {
+            edits.push(edit);
+        }
+    }
+    edits
+}
+
+fn header_rule(name: &str, r: &Redactor) -> Option<usize> {
+    let by_name = r.policy.headers.get(name).copied();
+    let by_pattern = r.policy.header_patterns.iter().filter(|(re, _)| re.is_match(name)).map(|(_, i)| *i).min();
+    match (by_name, by_pattern) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn sanitize_header(name: &str, values: &[&[u8]], r: &mut Redactor) -> Option<HeaderEdit> {
+    if name == ":path" {
+        let path = String::from_utf8_lossy(values.first()?);
+        return sanitize_path(&path, r).map(|p| HeaderEdit::Set(name.to_string(), vec![p.into_bytes()]));
+    }
+    if let Some(rule) = header_rule(name, r) {
+        let mut out = Vec::with_capacity(values.len());
+        for v in values {
+            match r.select(rule, &String::from_utf8_lossy(v)) {
+                Replacement::Remove => return Some(HeaderEdit::Remove(name.to_string())),
+                Replacement::Text(t) => out.push(t.into_bytes()),
+            }
+        }
+        return Some(HeaderEdit::Set(name.to_string(), out));
+    }
+    let mut changed = false;
+    let mut out = Vec::with_capacity(values.len());
+    for v in values {
+        let text = String::from_utf8_lossy(v);
+        let new = if name == "cookie" { sanitize_cookies(&text, r) } else { r.detect(&text) };
+        match new {
+            Some(n) => {
+                changed = true;
+                if !n.is_empty() {
+                    out.push(n.into_bytes());
+                }
+            }
+            None => out.push(v.to_vec()),
+        }
+    }
+    match (changed, out.is_empty()) {
+        (false, _) => None,
+        (true, true) => Some(HeaderEdit::Remove(name.to_string())),
+        (true, false) => Some(HeaderEdit::Set(name.to_string(), out)),
+    }
+}
+
+/// One `cookie` header value with cookies removed or redacted; `None` if
+/// unchanged, `Some("")` if no cookie is left.
+fn sanitize_cookies(value: &str, r: &mut Redactor) -> Option<String> {
+    let mut changed = false;
+    let mut kept: Vec<String> = Vec::new();
+    for cookie in value.split(';') {
+        let cookie = cookie.trim();
+        if cookie.is_empty() {
+            continue;
+        }
+        let (name, v) = cookie.split_once('=').unwrap_or((cookie, ""));
+        let rule = r.policy.cookies.get(name).copied().or(r.policy.all_cookies);
+        let replacement = match rule {
+            Some(rule) => Some(r.select(rule, v.trim_matches('"'))),
+            None => r.detect(v).map(Replacement::Text),
+        };
+        match replacement {
+            Some(Replacement::Remove) => changed = true,
+            Some(Replacement::Text(t)) => {
+                changed = true;
+                kept.push(format!("{name}={t}"));
+            }
+            None => kept.push(cookie.to_string()),
+        }
+    }
+    changed.then(|| kept.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect()
+    }
+
+    fn run(config: &str, pairs: &[(&str, &str)]) -> Vec<HeaderEdit> {
+        let p = Policy::parse(Some(config.as_bytes()), &|_| None).unwrap();
+        let mut r = Redactor::new(&p);
+        sanitize_headers(&headers(pairs), &p.shadow, &mut r)
+    }
+
+    fn set(name: &str, values: &[&str]) -> HeaderEdit {
+        HeaderEdit::Set(name.into(), values.iter().map(|v| v.as_bytes().to_vec()).collect())
+    }
+
+    #[test]
+    fn builtin_rules_remove_credentials_and_cookies() {
+        let edits = run(
+            "{}",
+            &[(":authority", "a-shadow"), (":path", "/"), ("authorization", "Basic x"), ("cookie", "a=1; b=2"), ("x-api-key", "k"), ("accept", "*/*")],
+        );
+        assert_eq!(edits, [HeaderEdit::Remove("authorization".into()), HeaderEdit::Remove("cookie".into()), HeaderEdit::Remove("x-api-key".into())]);
+    }
+
+    #[test]
+    fn single_cookies_are_kept_or_hashed() {
+        let config = r#"{"rules":[{"name":"keep-theme","cookies":["theme"],"mode":"mask","placeholder":"dark"},{"name":"sess","cookies":["session"],"mode":"hash"}],"hashKey":{"value":"0123456789abcdef-key"}}"#;
+        let edits = run(config, &[("cookie", "theme=light; session=abc; tracking=xyz")]);
+        let HeaderEdit::Set(name, values) = &edits[0] else { panic!("{edits:?}") };
+        assert_eq!(name, "cookie");
+        let v = String::from_utf8(values[0].clone()).unwrap();
+        assert!(v.starts_with("theme=dark; session=hmac-") && !v.contains("tracking"), "{v}");
+    }
+
+    #[test]
+    fn patterns_detectors_and_repeated_headers() {
+        let config = r#"{"rules":[{"name":"internal","headerPatterns":["^x-internal-"],"mode":"remove"},{"name":"ua","headers":["x-user"],"mode":"mask","keepLast":2}]}"#;
+        let edits = run(
+            config,
+            &[("x-internal-trace", "t"), ("x-user", "jane"), ("x-note", "a"), ("x-note", "call +1 (555) 123-4567"), ("x-ok", "fine")],
+        );
+        assert_eq!(edits, [HeaderEdit::Remove("x-internal-trace".into()), set("x-user", &["REDACTEDne"]), set("x-note", &["a", "call REDACTED"])]);
+    }
+
+    #[test]
+    fn the_path_and_the_marker_header() {
+        let config = r#"{"shadow":{"match":"header","header":"x-mirror"}}"#;
+        let edits = run(config, &[(":path", "/u?email=a%40b.io&q=1"), ("x-mirror", "1"), (":authority", "jane@example.com")]);
+        assert_eq!(edits, [set(":path", &["/u?email=REDACTED&q=1"]), HeaderEdit::Remove("x-mirror".into())]);
+    }
+}
