@@ -12,7 +12,8 @@ use crate::config::{OnUnsanitizable, Policy, ShadowMatch};
 use crate::redact::Redactor;
 use crate::request::{sanitize_headers, HeaderEdit};
 use crate::shadow::is_shadow_authority;
-use filter_common::{AbiHost, BufferType, Host, HostError, LogLevel, MapType, Metric};
+use filter_common::metrics::name_part;
+use filter_common::{count, load_config, AbiHost, BufferType, Host, HostError, LogLevel, MapType, Metric};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
@@ -36,7 +37,7 @@ impl Metrics {
             dropped_unreadable: counter("mirror_sanitizer.shadow.dropped_unreadable"),
             rejected: counter("mirror_sanitizer.shadow.rejected"),
             errors: counter("mirror_sanitizer.errors"),
-            rules: policy.rules.iter().map(|r| counter(&format!("mirror_sanitizer.rule.{}.redactions", r.name))).collect(),
+            rules: policy.rules.iter().map(|r| counter(&format!("mirror_sanitizer.rule.{}.redactions", name_part(&r.name)))).collect(),
         }
     }
 }
@@ -57,21 +58,8 @@ impl Context for SanitizerRoot {}
 impl RootContext for SanitizerRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let host = AbiHost;
-        let bytes = match host.plugin_configuration() {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                host.log(LogLevel::Error, &format!("mirror-sanitizer: cannot read the configuration: {e}"));
-                return false;
-            }
-        };
         let env = |name: &str| std::env::var(name).ok();
-        let policy = match Policy::parse(bytes.as_deref(), &env) {
-            Ok(policy) => policy,
-            Err(e) => {
-                host.log(LogLevel::Error, &format!("mirror-sanitizer: invalid configuration: {e}"));
-                return false;
-            }
-        };
+        let Some(policy) = load_config(&host, "mirror-sanitizer", |bytes| Policy::parse(bytes, &env)) else { return false };
         let metrics = Metrics::define(&host, &policy);
         let debug = host.log_level().is_ok_and(|l| l <= LogLevel::Debug);
         self.shared = Some(Rc::new(Shared { policy, metrics, debug }));
@@ -109,12 +97,6 @@ struct SanitizerStream {
 }
 
 impl Context for SanitizerStream {}
-
-fn count(host: &dyn Host, metric: Option<&Metric>) {
-    if let Some(m) = metric {
-        m.inc(host);
-    }
-}
 
 fn header<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h str> {
     headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok())
