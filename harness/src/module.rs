@@ -6,8 +6,9 @@ use crate::abi::ABI_VERSIONS;
 use crate::error::HarnessError;
 use crate::host;
 use crate::state::{HostState, PluginInfo, SharedState};
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use wasmtime::{Config, Engine, Extern, ExternType, FuncType, Linker, Store};
 
 /// One engine for the process: compiled code is shared by every store.
@@ -37,6 +38,23 @@ impl std::fmt::Debug for Module {
 }
 
 impl Module {
+    /// A module `make build` produced in this workspace
+    /// (`target/wasm32-wasip1/release/<crate_name>.wasm`), compiled once per
+    /// process: the filters' tests share it.
+    pub fn built(crate_name: &str) -> Result<Self, HarnessError> {
+        static BUILT: OnceLock<Mutex<HashMap<String, Module>>> = OnceLock::new();
+        let cache = BUILT.get_or_init(Mutex::default);
+        if let Some(m) = cache.lock().ok().and_then(|c| c.get(crate_name).cloned()) {
+            return Ok(m);
+        }
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/wasm32-wasip1/release/{crate_name}.wasm"));
+        let module = Self::load(&path).map_err(|e| HarnessError::Load(format!("{e} (run `make build` first)")))?;
+        if let Ok(mut c) = cache.lock() {
+            c.insert(crate_name.to_string(), module.clone());
+        }
+        Ok(module)
+    }
+
     pub fn load(path: impl AsRef<Path>) -> Result<Self, HarnessError> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| HarnessError::Load(format!("{}: {e}", path.display())))?;

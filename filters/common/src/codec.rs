@@ -49,6 +49,16 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
     Some(u32::from_le_bytes(b) as usize)
 }
 
+/// The value of one hex digit (`%XX` escapes in paths, queries, forms).
+pub fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
 /// Takes `len` bytes at `*at` followed by a NUL, advancing `*at` past the NUL.
 fn take_field<'a>(bytes: &'a [u8], at: &mut usize, len: usize) -> Result<&'a [u8], DecodeError> {
     let end = at.checked_add(len).ok_or(DecodeError("length overflows"))?;

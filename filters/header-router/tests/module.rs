@@ -6,16 +6,9 @@
 
 use harness::{Module, Outcome, Plugin, PluginConfig, Request, SharedState, UpstreamResponse};
 use serde_json::{json, Value};
-use std::sync::OnceLock;
 
 fn module() -> Module {
-    static MODULE: OnceLock<Module> = OnceLock::new();
-    MODULE
-        .get_or_init(|| {
-            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/wasm32-wasip1/release/header_router.wasm");
-            Module::load(path).unwrap_or_else(|e| panic!("{e} (run `make build` first)"))
-        })
-        .clone()
+    Module::built("header_router").unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn plugin(config: Value) -> Plugin {

@@ -3,18 +3,10 @@
 //! they are matched; values are decoded before detectors look at them. Pairs
 //! nothing touches are copied as they came.
 
+use filter_common::codec::hex_value;
 use crate::mode::Replacement;
 use crate::redact::Redactor;
 use std::collections::HashMap;
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
 
 /// Percent-decodes leniently: a `%` not followed by two hex digits stays as
 /// it is (as most servers read it).
@@ -23,7 +15,7 @@ pub fn percent_decode(raw: &[u8], plus_is_space: bool) -> Vec<u8> {
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
         match b {
-            b'%' => match (raw.get(i + 1).copied().and_then(hex), raw.get(i + 2).copied().and_then(hex)) {
+            b'%' => match (raw.get(i + 1).copied().and_then(hex_value), raw.get(i + 2).copied().and_then(hex_value)) {
                 (Some(h), Some(l)) => {
                     out.push(h << 4 | l);
                     i += 3;

@@ -4,6 +4,7 @@
 //! to the rules than to the server behind the proxy. The filter then sends the
 //! normalized path upstream, so both see the same thing.
 
+use filter_common::codec::hex_value;
 use std::fmt;
 
 /// A request path split into what rules match on and what travels with it.
@@ -59,15 +60,6 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Normalizes a request's `:path`:
 /// 1. the fragment (`#…`) is dropped and the query (`?…`) set aside;
 /// 2. `%XX` escapes of unreserved characters are decoded, `%2F` and `%5C`
@@ -95,7 +87,7 @@ pub fn normalize(raw: &str) -> Result<NormalizedPath, UnsafePath> {
         i += 1;
         let ch = match b {
             b'%' => {
-                let (Some(hi), Some(lo)) = (bytes.get(i).copied().and_then(hex), bytes.get(i + 1).copied().and_then(hex))
+                let (Some(hi), Some(lo)) = (bytes.get(i).copied().and_then(hex_value), bytes.get(i + 1).copied().and_then(hex_value))
                 else {
                     return Err(UnsafePath::BadEscape);
                 };

@@ -7,7 +7,6 @@
 
 use harness::{Module, Outcome, Plugin, PluginConfig, Request, SharedState, UpstreamResponse};
 use serde_json::{json, Value};
-use std::sync::OnceLock;
 
 const BILLING: &str = "spiffe://cluster.local/ns/billing/sa/billing";
 const SHOP: &str = "spiffe://cluster.local/ns/shop/sa/shop";
@@ -15,13 +14,7 @@ const GATEWAY: &str = "spiffe://cluster.local/ns/istio-system/sa/gateway";
 const PEER: &str = "connection.uri_san_peer_certificate";
 
 fn module() -> Module {
-    static MODULE: OnceLock<Module> = OnceLock::new();
-    MODULE
-        .get_or_init(|| {
-            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/wasm32-wasip1/release/principal_authz.wasm");
-            Module::load(path).unwrap_or_else(|e| panic!("{e} (run `make build` first)"))
-        })
-        .clone()
+    Module::built("principal_authz").unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn plugin(config: Value) -> Plugin {

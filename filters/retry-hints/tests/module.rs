@@ -7,16 +7,10 @@
 
 use harness::{Module, Outcome, Plugin, PluginConfig, Request, SharedState, UpstreamResponse};
 use serde_json::{json, Value};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 fn module() -> Module {
-    static MODULE: OnceLock<Module> = OnceLock::new();
-    MODULE
-        .get_or_init(|| {
-            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/wasm32-wasip1/release/retry_hints.wasm");
-            Module::load(path).unwrap_or_else(|e| panic!("{e} (run `make build` first)"))
-        })
-        .clone()
+    Module::built("retry_hints").unwrap_or_else(|e| panic!("{e}"))
 }
 
 const T0: u64 = 1_700_000_000_000_000_000;
