@@ -260,3 +260,35 @@ fn retries_stay_within_the_budget_against_a_backend_failing_half_the_time() {
     assert!(exhausted > 0, "and ran out");
     assert_eq!(charged, attempts - requests, "the budget was charged exactly the retries Envoy made");
 }
+
+/// Over mTLS, as in a mesh: the orders of a caller named in
+/// `trustedPrincipals` stand; the same orders from anyone else are dropped.
+#[test]
+fn a_trusted_callers_own_orders_stand_over_mtls() {
+    let pki = e2e::Pki::new().unwrap();
+    let server = pki.issue("my-service", Some("spiffe://cluster.local/ns/shop/sa/my-service")).unwrap();
+    let operator = pki.issue("operator", Some("spiffe://cluster.local/ns/ops/sa/retry-admin")).unwrap();
+    let shop = pki.issue("shop", Some("spiffe://cluster.local/ns/shop/sa/web")).unwrap();
+    let config = json!({
+        "trustedPrincipals": ["cluster.local/ns/ops/sa/retry-admin"],
+        "rules": [{ "retry": { "attempts": 1, "retryOn": "5xx" } }],
+    });
+    let upstream = Upstream::start(Script::fail_then_ok("down", 503, 100)).unwrap();
+    let bootstrap = Bootstrap::new()
+        .cluster("upstream", upstream.addr())
+        .route(Route::prefix("/", "upstream"))
+        .filter(filter(&config))
+        .tls(e2e::ListenerTls {
+            cert: server.cert_path.clone(),
+            key: server.key_path.clone(),
+            ca: pki.ca_path.clone(),
+            require_client_certificate: true,
+            plaintext_too: false,
+        });
+    let envoy = strict_envoy(&bootstrap);
+    let ordering = Request::get("/").header("x-envoy-max-retries", "4").header("x-envoy-retry-on", "5xx");
+    assert_eq!(pki.send(envoy.listener(), Some(&operator), &ordering).unwrap().status, 503);
+    assert_eq!(upstream.received().len(), 5, "the operator's four retries stand");
+    assert_eq!(pki.send(envoy.listener(), Some(&shop), &ordering).unwrap().status, 503);
+    assert_eq!(upstream.received().len(), 5 + 2, "shop gets the rule's one retry");
+}
