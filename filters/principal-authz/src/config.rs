@@ -289,7 +289,8 @@ fn host_value(v: &str) -> Result<IstioMatch, String> {
     if without_brackets.contains(':') {
         return Err("hosts are matched without their port; match the port with `ports`".into());
     }
-    string_value(host).map(|_| IstioMatch::parse_ignore_case(host))
+    // Lower-cased here; requests' hosts are lower-cased before matching.
+    string_value(&host.to_ascii_lowercase())
 }
 
 fn port_value(v: &str) -> Result<u16, String> {
@@ -306,10 +307,6 @@ fn method_value(v: &str) -> Result<IstioMatch, String> {
         return Err(format!("`{v}`: methods are case-sensitive; write it in upper case"));
     }
     string_value(v)
-}
-
-fn source_needs_address(s: &SourceSpec) -> bool {
-    !(s.ip_blocks.is_empty() && s.not_ip_blocks.is_empty() && s.remote_ip_blocks.is_empty() && s.not_remote_ip_blocks.is_empty())
 }
 
 fn compile_source(spec: &SourceSpec, at: &FieldPath, needs: &mut Needs) -> Result<Source, ConfigError> {
@@ -337,11 +334,12 @@ fn compile_source(spec: &SourceSpec, at: &FieldPath, needs: &mut Needs) -> Resul
     if !(source.principals.is_set()
         || source.request_principals.is_set()
         || source.namespaces.is_set()
-        || source_needs_address(spec))
+        || source.ip_blocks.is_set()
+        || source.remote_ip_blocks.is_set())
     {
         return Err(at.error("a source must set at least one field"));
     }
-    needs.source_address |= source_needs_address(spec);
+    needs.source_address |= source.ip_blocks.is_set() || source.remote_ip_blocks.is_set();
     needs.jwt |= source.request_principals.is_set();
     Ok(source)
 }
@@ -404,11 +402,11 @@ fn compile_condition(spec: &ConditionSpec, at: &FieldPath, needs: &mut Needs) ->
             }
             "request.auth.audiences" => {
                 needs.jwt = true;
-                Condition::Audiences(strings(string_value)?)
+                Condition::Claim(vec!["aud".to_string()], strings(string_value)?)
             }
             "request.auth.presenter" => {
                 needs.jwt = true;
-                Condition::Presenter(strings(string_value)?)
+                Condition::Claim(vec!["azp".to_string()], strings(string_value)?)
             }
             k if k.starts_with("request.auth.claims") => {
                 let path = claim_path(k).map_err(|e| at.field("key").error(format!("`{k}`: {e}")))?;

@@ -110,8 +110,7 @@ impl Context for AuthzStream {}
 
 /// What the stream should do once the policies have spoken.
 enum Outcome {
-    /// Pass on, with `:path` replaced when normalization changed it.
-    Allow { rewrite: Option<String> },
+    Allow,
     Deny,
 }
 
@@ -226,13 +225,18 @@ impl AuthzStream {
         };
         let decision = decide(&config.policies, &view);
         self.report(host, &decision, req.request_id, principal);
-        if decision.verdict.allows() {
-            let request_path = normalized.to_request_path();
-            let rewrite = (request_path != raw_path).then_some(request_path);
-            Ok(Outcome::Allow { rewrite })
-        } else {
-            Ok(self.refuse(host))
+        if !decision.verdict.allows() {
+            return Ok(self.refuse(host));
         }
+        // The upstream gets the path the rules saw.
+        let request_path = normalized.to_request_path();
+        if request_path != raw_path {
+            host.replace_header(MapType::RequestHeaders, ":path", request_path.as_bytes())?;
+            count(host, metrics.path_normalized.as_ref());
+            // ABI 0.2.1 re-routes on the change by itself; later ABIs need the call.
+            let _ = host.clear_route_cache();
+        }
+        Ok(Outcome::Allow)
     }
 
     /// Deny, unless the whole filter runs dry.
@@ -240,7 +244,7 @@ impl AuthzStream {
         let metrics = &self.shared.metrics;
         if self.shared.config.dry_run {
             count(host, metrics.dry_run_denied.as_ref());
-            Outcome::Allow { rewrite: None }
+            Outcome::Allow
         } else {
             count(host, metrics.denied.as_ref());
             Outcome::Deny
@@ -296,33 +300,17 @@ impl AuthzStream {
 impl HttpContext for AuthzStream {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let host = AbiHost;
-        let outcome = self.evaluate(&host).and_then(|outcome| match outcome {
-            Outcome::Allow { rewrite: Some(path) } => {
-                host.replace_header(MapType::RequestHeaders, ":path", path.as_bytes())?;
-                count(&host, self.shared.metrics.path_normalized.as_ref());
-                // ABI 0.2.1 re-routes on the change by itself; later ABIs need the call.
-                let _ = host.clear_route_cache();
-                Ok(Outcome::Allow { rewrite: None })
-            }
-            other => Ok(other),
+        let outcome = self.evaluate(&host).unwrap_or_else(|e| {
+            // Fail closed: a request the filter cannot judge (or rewrite) does not pass.
+            count(&host, self.shared.metrics.errors.as_ref());
+            host.log(LogLevel::Warn, &format!("principal-authz: cannot read the request ({e}): denying it"));
+            self.refuse(&host)
         });
         match outcome {
-            Ok(Outcome::Allow { .. }) => Action::Continue,
-            Ok(Outcome::Deny) => {
+            Outcome::Allow => Action::Continue,
+            Outcome::Deny => {
                 self.deny(&host);
                 Action::Pause
-            }
-            Err(e) => {
-                // Fail closed: a request the filter cannot judge does not pass.
-                count(&host, self.shared.metrics.errors.as_ref());
-                host.log(LogLevel::Warn, &format!("principal-authz: cannot read the request ({e}): denying it"));
-                match self.refuse(&host) {
-                    Outcome::Deny => {
-                        self.deny(&host);
-                        Action::Pause
-                    }
-                    Outcome::Allow { .. } => Action::Continue,
-                }
             }
         }
     }

@@ -122,11 +122,8 @@ pub enum Condition {
     Sni(Field<IstioMatch>),
     /// `request.auth.principal`: `<iss>/<sub>`.
     RequestPrincipal(Field<IstioMatch>),
-    /// `request.auth.audiences`: `aud`, a string or a list.
-    Audiences(Field<IstioMatch>),
-    /// `request.auth.presenter`: `azp`.
-    Presenter(Field<IstioMatch>),
-    /// `request.auth.claims[a][b]`: a string or list claim, by path.
+    /// `request.auth.claims[a][b]`: a string or list claim, by path; also
+    /// `request.auth.audiences` (`aud`) and `request.auth.presenter` (`azp`).
     Claim(Vec<String>, Field<IstioMatch>),
 }
 
@@ -283,8 +280,6 @@ impl Condition {
             Self::DestinationPort(f) => f.holds_for_request(view.destination_port, port),
             Self::Sni(f) => f.holds_for_request(view.sni, istio),
             Self::RequestPrincipal(f) => f.holds_for_known(view.request_principal, istio),
-            Self::Audiences(f) => f.holds_for_any_of(view.token.map(|t| t.claim_values(&["aud".to_string()])).as_deref()),
-            Self::Presenter(f) => f.holds_for_any_of(view.token.map(|t| t.claim_values(&["azp".to_string()])).as_deref()),
             Self::Claim(path, f) => f.holds_for_any_of(view.token.map(|t| t.claim_values(path)).as_deref()),
         }
     }
