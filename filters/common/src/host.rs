@@ -114,6 +114,13 @@ pub trait Host {
         -> HostResult<()>;
 
     fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>>;
+
+    /// A property Envoy hands over as an 8-byte little-endian integer
+    /// (`destination.port`, `upstream.request_attempt_count`); None if
+    /// absent or shorter.
+    fn int_property(&self, path: &[&str]) -> HostResult<Option<i64>> {
+        Ok(self.property(path)?.and_then(|v| v.get(..8).and_then(|b| b.try_into().ok())).map(i64::from_le_bytes))
+    }
     fn set_property(&self, path: &[&str], value: &[u8]) -> HostResult<()>;
 
     /// The value under `key` and its CAS version (0 when absent).

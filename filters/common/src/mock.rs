@@ -222,3 +222,20 @@ impl Host for MockHost {
         self.metric_mut(id, |m| m.2)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn integer_properties_read_as_envoy_encodes_them() {
+        let host = MockHost::new()
+            .with_property(&["destination", "port"], &8080i64.to_le_bytes())
+            .with_property(&["short"], &[1, 2, 3]);
+        assert_eq!(host.int_property(&["destination", "port"]), Ok(Some(8080)));
+        assert_eq!(host.int_property(&["short"]), Ok(None));
+        assert_eq!(host.int_property(&["absent"]), Ok(None));
+    }
+}

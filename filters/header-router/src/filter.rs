@@ -108,9 +108,7 @@ impl RouterStream {
             None
         };
         let port = if router.needs_port {
-            host.property(&["destination", "port"])?
-                .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes))
-                .and_then(|p| u32::try_from(p).ok())
+            host.int_property(&["destination", "port"])?.and_then(|p| u32::try_from(p).ok())
         } else {
             None
         };

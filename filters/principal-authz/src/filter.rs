@@ -200,9 +200,7 @@ impl AuthzStream {
             None
         };
         let destination_port = if needs.destination_port {
-            host.property(&["destination", "port"])?
-                .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes))
-                .and_then(|p| u16::try_from(p).ok())
+            host.int_property(&["destination", "port"])?.and_then(|p| u16::try_from(p).ok())
         } else {
             None
         };

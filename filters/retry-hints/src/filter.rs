@@ -97,11 +97,6 @@ fn now_ms(host: &dyn Host) -> Result<u64, HostError> {
     host.current_time_nanos().map(|n| n / 1_000_000)
 }
 
-fn int64(bytes: Option<Vec<u8>>) -> Option<u64> {
-    let bytes: [u8; 8] = bytes?.get(..8)?.try_into().ok()?;
-    u64::try_from(i64::from_le_bytes(bytes)).ok()
-}
-
 impl RetryStream {
     fn on_request(&mut self, host: &dyn Host, end_of_stream: bool) -> Result<(), HostError> {
         let shared = Rc::clone(&self.shared);
@@ -115,7 +110,7 @@ impl RetryStream {
         } else {
             None
         };
-        let port = if hints.needs_port { int64(host.property(&["destination", "port"])?).and_then(|p| u32::try_from(p).ok()) } else { None };
+        let port = if hints.needs_port { host.int_property(&["destination", "port"])?.and_then(|p| u32::try_from(p).ok()) } else { None };
         let request = MatchRequest { headers: &headers, principal: principal.as_deref(), port };
         let trusted = check_caller && request.principal_istio_form().is_some_and(|p| hints.trusted_principals.iter().any(|t| t == p));
         if !sent.is_empty() && !trusted {
@@ -178,7 +173,7 @@ impl RetryStream {
     /// Replaces the reservation by the retries Envoy really made.
     fn settle(&self, host: &dyn Host, reservation: &Reservation) -> Result<(), HostError> {
         let shared = &self.shared;
-        let attempts = int64(host.property(&["upstream", "request_attempt_count"])?).unwrap_or(0);
+        let attempts = host.int_property(&["upstream", "request_attempt_count"])?.and_then(|a| u64::try_from(a).ok()).unwrap_or(0);
         let made = u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
         count_n(host, shared.metrics.attempts_charged.as_ref(), u64::from(made));
         if made == reservation.retries {
