@@ -5,6 +5,7 @@
 use crate::form::sanitize_pairs;
 use crate::json::sanitize_json;
 use crate::multipart::{boundary, sanitize_multipart};
+use crate::names::NameKind;
 use crate::redact::Redactor;
 use std::fmt;
 
@@ -74,7 +75,7 @@ fn printable(text: &str) -> String {
 pub fn sanitize_body(kind: &BodyKind, body: &[u8], r: &mut Redactor) -> Result<Option<Vec<u8>>, Unsanitizable> {
     match kind {
         BodyKind::Json => sanitize_json(body, r).map_err(Unsanitizable::Malformed),
-        BodyKind::Form => Ok(sanitize_pairs(body, &r.policy.form_fields, r)),
+        BodyKind::Form => Ok(sanitize_pairs(body, NameKind::Form, r)),
         BodyKind::Multipart { boundary } => sanitize_multipart(body, boundary, r).map_err(Unsanitizable::Malformed),
     }
 }

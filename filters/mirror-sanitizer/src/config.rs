@@ -4,13 +4,15 @@
 //! every error names its field (`rules[2].pathSegments[0]: …`).
 
 use crate::detect::{Builtin, Detector};
+use crate::names::{verdict_by_words, Allowlist, NameKind, NameSelector, NameVerdict, Selection, DEFAULT_ALLOWED_HEADERS};
+use crate::vocabulary::{Vocabulary, CREDENTIAL, IDENTIFIER, PERSONAL};
 use crate::mode::{Mode, Pseudonymizer};
-use crate::path::Template;
+use crate::template::Template;
+use crate::text::{lookup_lower, DEFAULT_PLACEHOLDER};
 use filter_common::{parse_json, ConfigError, FieldPath};
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-pub const DEFAULT_PLACEHOLDER: &str = "REDACTED";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_SHADOW_SUFFIX: &str = "-shadow";
 /// Shortest HMAC key accepted: shorter keys make pseudonyms guessable.
@@ -127,6 +129,57 @@ struct RuleSpec {
     detectors: Vec<DetectorName>,
     #[serde(default)]
     patterns: Vec<String>,
+    /// Names of every kind whose words fall in these vocabulary classes.
+    #[serde(default)]
+    classes: Vec<ClassName>,
+    /// Names of every kind whose words contain one of these phrases.
+    #[serde(default)]
+    words: Vec<String>,
+}
+
+/// A class of the sensitive vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum ClassName {
+    Credential,
+    Identifier,
+    Personal,
+}
+
+impl ClassName {
+    fn bits(self) -> u8 {
+        match self {
+            ClassName::Credential => CREDENTIAL,
+            ClassName::Identifier => IDENTIFIER,
+            ClassName::Personal => PERSONAL,
+        }
+    }
+}
+
+/// Words the user adds to the vocabulary's classes, and names exempted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct VocabularySpec {
+    #[serde(default)]
+    credential: Vec<String>,
+    #[serde(default)]
+    identifier: Vec<String>,
+    #[serde(default)]
+    personal: Vec<String>,
+    #[serde(default)]
+    exempt: Vec<String>,
+}
+
+/// The allowlist posture: only these names keep their values.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AllowlistSpec {
+    #[serde(default)]
+    names: Vec<String>,
+    /// Header names kept besides the default ones.
+    #[serde(default)]
+    headers: Vec<String>,
+    placeholder: Option<String>,
 }
 
 /// A built-in detector by name, or `all` of them.
@@ -141,6 +194,11 @@ enum DetectorName {
     AwsAccessKeyId,
     Iban,
     Phone,
+    Ssn,
+    AwsSecretKey,
+    PrivateKey,
+    ProviderToken,
+    CredentialParam,
 }
 
 impl DetectorName {
@@ -154,6 +212,11 @@ impl DetectorName {
             DetectorName::AwsAccessKeyId => &[Builtin::AwsAccessKeyId],
             DetectorName::Iban => &[Builtin::Iban],
             DetectorName::Phone => &[Builtin::Phone],
+            DetectorName::Ssn => &[Builtin::Ssn],
+            DetectorName::AwsSecretKey => &[Builtin::AwsSecretKey],
+            DetectorName::PrivateKey => &[Builtin::PrivateKey],
+            DetectorName::ProviderToken => &[Builtin::ProviderToken],
+            DetectorName::CredentialParam => &[Builtin::CredentialParam],
         }
     }
 }
@@ -170,6 +233,8 @@ struct PolicySpec {
     #[serde(default)]
     on_unsanitizable: OnUnsanitizable,
     hash_key: Option<HashKeySpec>,
+    vocabulary: Option<VocabularySpec>,
+    allowlist: Option<AllowlistSpec>,
 }
 
 /// How the filter tells a shadow copy from the primary request.
@@ -216,6 +281,10 @@ pub struct Policy {
     pub form_fields: HashMap<String, usize>,
     pub detectors: Vec<(Detector, usize)>,
     pub hasher: Option<Pseudonymizer>,
+    pub vocabulary: Vocabulary,
+    /// Rules that select names by their words, in rule order.
+    pub name_selectors: Vec<(NameSelector, usize)>,
+    pub allowlist: Option<Allowlist>,
 }
 
 impl Policy {
@@ -237,19 +306,51 @@ impl Policy {
         }
         lookup_lower(&self.json_keys, key)
     }
-}
 
-/// Looks a name up case-insensitively without allocating when it is
-/// already lower-case.
-pub fn lookup_lower(map: &HashMap<String, usize>, name: &str) -> Option<usize> {
-    if name.bytes().any(|b| b.is_ascii_uppercase()) || !name.is_ascii() {
-        map.get(&name.to_lowercase()).copied()
-    } else {
-        map.get(name).copied()
+    /// The rule a name's exact spelling selects in its kind's lists.
+    fn exact_rule(&self, kind: NameKind, name: &str) -> Option<usize> {
+        match kind {
+            NameKind::Header => {
+                let by_name = self.headers.get(name).copied();
+                let by_pattern = self.header_patterns.iter().filter(|(re, _)| re.is_match(name)).map(|(_, i)| *i).min();
+                min_rule(by_name, by_pattern)
+            }
+            NameKind::Cookie => min_rule(self.cookies.get(name).copied(), self.all_cookies),
+            NameKind::Query => lookup_lower(&self.query_params, name),
+            NameKind::Form => lookup_lower(&self.form_fields, name),
+            NameKind::Json => self.json_key_rule(name),
+        }
+    }
+
+    /// What becomes of a value under this name: the first rule that selects
+    /// it by its spelling or by its words, and whether the allowlist keeps it.
+    pub fn name_verdict(&self, kind: NameKind, name: &str) -> NameVerdict {
+        let exact = self.exact_rule(kind, name);
+        // The cookie header is sanitized cookie by cookie, not as a name.
+        if kind == NameKind::Header && name == "cookie" {
+            return NameVerdict { selection: exact.map(|rule| Selection { rule, weak: false }), allowed: true };
+        }
+        let mut verdict = verdict_by_words(name, &self.vocabulary, &self.name_selectors, self.allowlist.as_ref());
+        if kind == NameKind::Header {
+            verdict.allowed = self.allowlist.as_ref().is_none_or(|a| a.headers.contains(name));
+        }
+        verdict.selection = match (exact, verdict.selection) {
+            (Some(e), Some(w)) if w.rule < e => Some(w),
+            (Some(e), _) => Some(Selection { rule: e, weak: false }),
+            (None, w) => w,
+        };
+        verdict
     }
 }
 
-fn builtin_rules() -> Vec<RuleSpec> {
+fn min_rule(a: Option<usize>, b: Option<usize>) -> Option<usize> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn builtin_rules(hash: bool) -> Vec<RuleSpec> {
     vec![
         RuleSpec {
             name: Some("builtin-headers".into()),
@@ -262,8 +363,17 @@ fn builtin_rules() -> Vec<RuleSpec> {
             name: Some("builtin-fields".into()),
             mode: ModeName::Remove,
             fields: DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect(),
+            classes: vec![ClassName::Credential],
             ..RuleSpec::default()
         },
+        RuleSpec {
+            name: Some("builtin-identifiers".into()),
+            // Pseudonyms keep identifiers joinable where there is a key.
+            mode: if hash { ModeName::Hash } else { ModeName::Mask },
+            classes: vec![ClassName::Identifier],
+            ..RuleSpec::default()
+        },
+        RuleSpec { name: Some("builtin-personal".into()), mode: ModeName::Mask, classes: vec![ClassName::Personal], ..RuleSpec::default() },
         RuleSpec {
             name: Some("builtin-detectors".into()),
             mode: ModeName::Mask,
@@ -307,9 +417,9 @@ fn compile(spec: PolicySpec, env: &dyn Fn(&str) -> Option<String>) -> Result<Pol
     let user_rules = spec.rules.len();
     let mut specs = spec.rules;
     if spec.builtin_rules.unwrap_or(true) {
-        specs.extend(builtin_rules());
+        specs.extend(builtin_rules(hasher.is_some()));
     }
-    if specs.is_empty() {
+    if specs.is_empty() && spec.allowlist.is_none() {
         return Err(root.field("rules").error("no rules and builtinRules is false: nothing would be redacted"));
     }
     let mut policy = Policy {
@@ -329,11 +439,17 @@ fn compile(spec: PolicySpec, env: &dyn Fn(&str) -> Option<String>) -> Result<Pol
         form_fields: HashMap::new(),
         detectors: Vec::new(),
         hasher,
+        vocabulary: compile_vocabulary(&root.field("vocabulary"), spec.vocabulary.unwrap_or_default())?,
+        name_selectors: Vec::new(),
+        allowlist: None,
     };
     for (i, rule) in specs.into_iter().enumerate() {
         // Built-in rules have no field of their own in the user's config.
         let path = if i < user_rules { root.field("rules").index(i) } else { root.field("builtinRules") };
         compile_rule(&path, i, rule, &mut policy)?;
+    }
+    if let Some(allow) = spec.allowlist {
+        compile_allowlist(&root.field("allowlist"), allow, &mut policy)?;
     }
     for key in policy.json_keys.keys() {
         policy.json_key_lengths |= 1u128.checked_shl(u32::try_from(key.len()).unwrap_or(u32::MAX)).unwrap_or(0);
@@ -345,6 +461,49 @@ fn compile(spec: PolicySpec, env: &dyn Fn(&str) -> Option<String>) -> Result<Pol
         }
     }
     Ok(policy)
+}
+
+fn compile_vocabulary(path: &FieldPath, spec: VocabularySpec) -> Result<Vocabulary, ConfigError> {
+    let mut v = Vocabulary::default();
+    for (field, list, class) in [("credential", &spec.credential, CREDENTIAL), ("identifier", &spec.identifier, IDENTIFIER), ("personal", &spec.personal, PERSONAL)] {
+        for (i, phrase) in list.iter().enumerate() {
+            if !v.add(phrase, class) {
+                return Err(path.field(field).index(i).error(format!("{phrase:?} has no words (letters or digits)")));
+            }
+        }
+    }
+    for (i, name) in spec.exempt.iter().enumerate() {
+        if crate::words::words(name).is_empty() {
+            return Err(path.field("exempt").index(i).error(format!("{name:?} has no words (letters or digits)")));
+        }
+        v.exempt(name);
+    }
+    Ok(v)
+}
+
+fn compile_allowlist(path: &FieldPath, spec: AllowlistSpec, p: &mut Policy) -> Result<(), ConfigError> {
+    let mut names = HashSet::new();
+    for (i, name) in spec.names.iter().enumerate() {
+        let words = crate::words::words(name);
+        if words.is_empty() {
+            return Err(path.field("names").index(i).error(format!("{name:?} has no words (letters or digits)")));
+        }
+        names.insert(words.join(" "));
+    }
+    let mut headers: HashSet<String> = DEFAULT_ALLOWED_HEADERS.iter().map(|h| h.to_string()).collect();
+    for (i, h) in spec.headers.iter().enumerate() {
+        check_header_name(&path.field("headers").index(i), h)?;
+        headers.insert(h.clone());
+    }
+    let placeholder = spec.placeholder.unwrap_or_else(|| DEFAULT_PLACEHOLDER.to_string());
+    check_placeholder(&path.field("placeholder"), &placeholder)?;
+    if p.rules.iter().any(|r| r.name == "allowlist") {
+        return Err(path.error("a rule is already named \"allowlist\" (the allowlist's metric)"));
+    }
+    let rule = p.rules.len();
+    p.rules.push(Rule { name: "allowlist".into(), mode: Mode::Mask { placeholder, keep_last: 0 } });
+    p.allowlist = Some(Allowlist { names, headers, rule });
+    Ok(())
 }
 
 fn compile_shadow(path: &FieldPath, spec: ShadowSpec) -> Result<ShadowMatch, ConfigError> {
@@ -423,9 +582,11 @@ fn compile_rule(path: &FieldPath, index: usize, spec: RuleSpec, p: &mut Policy) 
         + spec.form_fields.len()
         + spec.fields.len()
         + spec.detectors.len()
-        + spec.patterns.len();
+        + spec.patterns.len()
+        + spec.classes.len()
+        + spec.words.len();
     if selectors == 0 {
-        return Err(path.error("selects nothing: give headers, cookies, queryParams, pathSegments, jsonKeys, jsonPointers, formFields, fields, detectors or patterns"));
+        return Err(path.error("selects nothing: give headers, cookies, queryParams, pathSegments, jsonKeys, jsonPointers, formFields, fields, classes, words, detectors or patterns"));
     }
     for (i, h) in spec.headers.iter().enumerate() {
         let at = path.field("headers").index(i);
@@ -485,6 +646,17 @@ fn compile_rule(path: &FieldPath, index: usize, spec: RuleSpec, p: &mut Policy) 
         }
         p.detectors.push((Detector::Pattern(compiled), index));
     }
+    let mut selector = NameSelector { classes: spec.classes.iter().fold(0, |acc, c| acc | c.bits()), phrases: Vec::new() };
+    for (i, phrase) in spec.words.iter().enumerate() {
+        let words = crate::words::words(phrase);
+        if words.is_empty() {
+            return Err(path.field("words").index(i).error(format!("{phrase:?} has no words (letters or digits)")));
+        }
+        selector.phrases.push(words);
+    }
+    if !selector.is_empty() {
+        p.name_selectors.push((selector, index));
+    }
     p.rules.push(Rule { name, mode });
     Ok(())
 }
@@ -536,8 +708,11 @@ mod tests {
         assert_eq!(p.all_cookies, Some(1));
         assert_eq!(p.json_key_rule("PassWord"), Some(2));
         assert_eq!(p.query_params.get("access_token"), Some(&2));
-        assert_eq!(p.detectors.len(), 7);
-        assert_eq!(p.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["builtin-headers", "builtin-cookies", "builtin-fields", "builtin-detectors"]);
+        assert_eq!(p.detectors.len(), 12);
+        assert_eq!(
+            p.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["builtin-headers", "builtin-cookies", "builtin-fields", "builtin-identifiers", "builtin-personal", "builtin-detectors"]
+        );
     }
 
     #[test]
@@ -576,7 +751,7 @@ mod tests {
             (r#"{"rules":[{"pathSegments":["/users/id"]}]}"#, "rules[0].pathSegments[0]: \"/users/id\" has no {placeholder} segment"),
             (r#"{"rules":[{"jsonPointers":["a/b"]}]}"#, "rules[0].jsonPointers[0]: \"a/b\" is not a JSON pointer"),
             (r#"{"rules":[{"jsonPointers":["/a~2"]}]}"#, "rules[0].jsonPointers[0]: \"/a~2\": '~' must be followed by 0 or 1"),
-            (r#"{"rules":[{"detectors":["ssn"]}]}"#, "rules[0].detectors[0]: unknown variant `ssn`"),
+            (r#"{"rules":[{"detectors":["ssnumber"]}]}"#, "rules[0].detectors[0]: unknown variant `ssnumber`"),
             (r#"{"rules":[{"fields":["a"],"mode":"remove","keepLast":4}]}"#, "rules[0].keepLast: only for mode: mask"),
             (r#"{"rules":[{"name":"a b","fields":["a"]}]}"#, "rules[0].name: \"a b\": use letters"),
             (r#"{"rules":[{"name":"a","fields":["a"]},{"name":"a","fields":["b"]}]}"#, "rules[1].name: \"a\" names two rules"),

@@ -1,7 +1,11 @@
 //! Value detectors: find secrets and personal data inside any text (a header
 //! value, a query value, a JSON string, a form field) by their shape. Each
 //! built-in detector is a hand-written scanner over bytes (cheap on large
-//! bodies); user patterns are regexes.
+//! bodies); user patterns are regexes. One table-driven pass over a text
+//! (its `Profile`) decides which detectors can match it at all.
+
+use crate::formats::{find_aws_secret_keys, find_credential_params, find_private_keys, find_provider_tokens, find_ssns};
+use crate::text::{at, before};
 
 /// The built-in detectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,31 +25,54 @@ pub enum Builtin {
     /// `+` and 8 to 15 digits (E.164, separators allowed), or the North
     /// American shapes `(555) 123-4567`, `555-123-4567`, `555.123.4567`.
     Phone,
+    /// US Social Security numbers `ddd-dd-dddd`, invalid areas excluded.
+    Ssn,
+    /// AWS secret access keys: 40 base64 characters by a name or a `/`.
+    AwsSecretKey,
+    /// PEM private key blocks.
+    PrivateKey,
+    /// Tokens of published formats (GitHub, GitLab, Slack, Stripe, Google, npm, …).
+    ProviderToken,
+    /// Values of credential parameters in text (signed-URL signatures, `token=`).
+    CredentialParam,
 }
 
 /// Byte classes the detectors' quick checks need.
-const DIGIT: u8 = 1;
-const UPPER: u8 = 2;
-const AT: u8 = 4;
-const J: u8 = 8;
-const DOT: u8 = 16;
-const B: u8 = 32;
-const SPACE: u8 = 64;
+const DIGIT: u16 = 1;
+const UPPER: u16 = 2;
+const AT: u16 = 4;
+const J: u16 = 8;
+const DOT: u16 = 16;
+const B: u16 = 32;
+const SPACE: u16 = 64;
+const EQ: u16 = 128;
+const DASH: u16 = 256;
+const UNDERSCORE: u16 = 512;
+const LOWER: u16 = 1024;
+/// Not in the base64 or base64url alphabets (nor `=`).
+const NON_B64: u16 = 2048;
+const OPEN: u16 = 4096;
 
 // Evaluated at compile time: an index out of range would fail the build,
 // never a request.
 #[allow(clippy::indexing_slicing)]
-const CLASSES: [u8; 256] = {
-    let mut t = [0u8; 256];
+const CLASSES: [u16; 256] = {
+    let mut t = [0u16; 256];
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
-        t[i] = if b.is_ascii_digit() { DIGIT } else if b.is_ascii_uppercase() { UPPER } else { 0 }
+        let b64 = b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'-' || b == b'_' || b == b'=';
+        t[i] = if b.is_ascii_digit() { DIGIT } else if b.is_ascii_uppercase() { UPPER } else if b.is_ascii_lowercase() { LOWER } else { 0 }
             | if b == b'@' { AT } else { 0 }
             | if b == b'J' { J } else { 0 }
             | if b == b'.' { DOT } else { 0 }
             | if b == b'b' || b == b'B' { B } else { 0 }
-            | if b == b' ' { SPACE } else { 0 };
+            | if b == b' ' { SPACE } else { 0 }
+            | if b == b'=' { EQ } else { 0 }
+            | if b == b'-' { DASH } else { 0 }
+            | if b == b'_' { UNDERSCORE } else { 0 }
+            | if b == b'{' || b == b'[' { OPEN } else { 0 }
+            | if b64 { 0 } else { NON_B64 };
         i += 1;
     }
     t
@@ -54,7 +81,7 @@ const CLASSES: [u8; 256] = {
 /// What a text holds, gathered in one table-driven pass, so detectors that
 /// cannot match it are skipped without scanning.
 pub struct Profile {
-    classes: u8,
+    classes: u16,
     digits: usize,
     uppers: usize,
     len: usize,
@@ -62,7 +89,7 @@ pub struct Profile {
 
 impl Profile {
     pub fn of(text: &[u8]) -> Self {
-        let (mut classes, mut digits, mut uppers) = (0u8, 0usize, 0usize);
+        let (mut classes, mut digits, mut uppers) = (0u16, 0usize, 0usize);
         for &b in text {
             let c = CLASSES.get(usize::from(b)).copied().unwrap_or(0);
             classes |= c;
@@ -72,8 +99,23 @@ impl Profile {
         Profile { classes, digits, uppers, len: text.len() }
     }
 
-    fn has(&self, class: u8) -> bool {
+    fn has(&self, class: u16) -> bool {
         self.classes & class != 0
+    }
+
+    /// Could be base64 or base64url text (a nested document's encoding).
+    pub fn maybe_base64(&self) -> bool {
+        !self.has(NON_B64) && self.len >= 16
+    }
+
+    /// Holds `=` (a form or query string, or a credential parameter).
+    pub fn has_equals(&self) -> bool {
+        self.has(EQ)
+    }
+
+    /// Holds `{` or `[` (a JSON document).
+    pub fn has_open(&self) -> bool {
+        self.has(OPEN)
     }
 }
 
@@ -91,11 +133,28 @@ impl Builtin {
             Builtin::AwsAccessKeyId => p.uppers >= 4 && p.len >= 20,
             Builtin::Iban => p.uppers >= 2 && p.digits >= 2 && p.len >= 15,
             Builtin::Phone => p.digits >= 8,
+            Builtin::Ssn => p.digits >= 9 && (p.has(DASH) || p.has(SPACE)),
+            Builtin::AwsSecretKey => p.len >= 40 && p.uppers >= 1 && p.has(LOWER),
+            Builtin::PrivateKey => p.has(DASH) && p.uppers >= 14,
+            Builtin::ProviderToken => p.len >= 13 && (p.has(UNDERSCORE) || p.has(DASH) || p.has(DOT) || p.uppers >= 2),
+            Builtin::CredentialParam => p.has(EQ),
         }
     }
 
-    pub const ALL: [Builtin; 7] =
-        [Builtin::CardNumber, Builtin::Email, Builtin::Jwt, Builtin::BearerToken, Builtin::AwsAccessKeyId, Builtin::Iban, Builtin::Phone];
+    pub const ALL: [Builtin; 12] = [
+        Builtin::CardNumber,
+        Builtin::Email,
+        Builtin::Jwt,
+        Builtin::BearerToken,
+        Builtin::AwsAccessKeyId,
+        Builtin::Iban,
+        Builtin::Phone,
+        Builtin::Ssn,
+        Builtin::AwsSecretKey,
+        Builtin::PrivateKey,
+        Builtin::ProviderToken,
+        Builtin::CredentialParam,
+    ];
 
     /// Appends the byte ranges of `text` this detector matches.
     pub fn find(self, text: &[u8], out: &mut Vec<(usize, usize)>) {
@@ -107,6 +166,11 @@ impl Builtin {
             Builtin::AwsAccessKeyId => find_aws(text, out),
             Builtin::Iban => find_ibans(text, out),
             Builtin::Phone => find_phones(text, out),
+            Builtin::Ssn => find_ssns(text, out),
+            Builtin::AwsSecretKey => find_aws_secret_keys(text, out),
+            Builtin::PrivateKey => find_private_keys(text, out),
+            Builtin::ProviderToken => find_provider_tokens(text, out),
+            Builtin::CredentialParam => find_credential_params(text, out),
         }
     }
 }
@@ -138,12 +202,16 @@ pub struct Span {
 /// Every match in `text` of the detectors, `(detector, rule)` in rule
 /// order; where matches overlap the earliest (then longest) wins.
 pub fn scan(text: &str, detectors: &[(Detector, usize)]) -> Vec<Span> {
+    scan_profiled(text, &Profile::of(text.as_bytes()), detectors)
+}
+
+/// `scan`, with the text's profile already taken.
+pub fn scan_profiled(text: &str, profile: &Profile, detectors: &[(Detector, usize)]) -> Vec<Span> {
     let mut spans = Vec::new();
     let mut found = Vec::new();
-    let profile = Profile::of(text.as_bytes());
     for (detector, rule) in detectors {
         if let Detector::Builtin(b) = detector {
-            if text.len() < SHORTEST_MATCH || !b.may_match(&profile) {
+            if text.len() < SHORTEST_MATCH || !b.may_match(profile) {
                 continue;
             }
         }
@@ -164,14 +232,6 @@ pub fn scan(text: &str, detectors: &[(Detector, usize)]) -> Vec<Span> {
     spans
 }
 
-fn at(text: &[u8], i: usize) -> u8 {
-    text.get(i).copied().unwrap_or(0)
-}
-
-/// The byte before `i`, or 0 at the start.
-fn before(text: &[u8], i: usize) -> u8 {
-    i.checked_sub(1).map_or(0, |j| at(text, j))
-}
 
 fn luhn(digits: &[u8]) -> bool {
     let mut sum = 0u32;

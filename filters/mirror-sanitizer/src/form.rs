@@ -3,109 +3,105 @@
 //! they are matched; values are decoded before detectors look at them. Pairs
 //! nothing touches are copied as they came.
 
-use filter_common::codec::hex_value;
 use crate::mode::Replacement;
+use crate::names::NameKind;
+use crate::text::{percent_decode, percent_encode};
 use crate::redact::Redactor;
-use std::collections::HashMap;
 
-/// Percent-decodes leniently: a `%` not followed by two hex digits stays as
-/// it is (as most servers read it).
-pub fn percent_decode(raw: &[u8], plus_is_space: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        match b {
-            b'%' => match (raw.get(i + 1).copied().and_then(hex_value), raw.get(i + 2).copied().and_then(hex_value)) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b),
-            },
-            b'+' if plus_is_space => out.push(b' '),
-            _ => out.push(b),
-        }
-        i += 1;
-    }
-    out
-}
-
-/// Percent-encodes all but RFC 3986's unreserved characters.
-pub fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0').to_ascii_uppercase());
-            out.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0').to_ascii_uppercase());
-        }
-    }
-    out
-}
-
-fn lookup(names: &HashMap<String, usize>, name: &[u8]) -> Option<usize> {
-    if names.is_empty() {
-        return None;
-    }
-    crate::config::lookup_lower(names, &String::from_utf8_lossy(name))
-}
-
-/// Sanitizes a `&`-separated list, matching names against `names`. Returns
-/// the new text, or `None` when nothing changed.
-pub fn sanitize_pairs(raw: &[u8], names: &HashMap<String, usize>, r: &mut Redactor) -> Option<Vec<u8>> {
+/// Sanitizes a list of pairs separated by `&` or `;` (kept as they came),
+/// matching names as `kind`. Returns the new text, or `None` when nothing
+/// changed.
+pub fn sanitize_pairs(raw: &[u8], kind: NameKind, r: &mut Redactor) -> Option<Vec<u8>> {
     let mut out: Vec<u8> = Vec::with_capacity(raw.len());
     let mut changed = false;
+    // The separator that came before the current pair.
+    let mut before: Option<u8> = None;
     let mut wrote_any = false;
-    for pair in raw.split(|&b| b == b'&') {
-        let (raw_name, raw_value) = match pair.iter().position(|&b| b == b'=') {
-            Some(eq) => (pair.get(..eq).unwrap_or_default(), pair.get(eq + 1..)),
-            None => (pair, None),
+    let mut rest = raw;
+    loop {
+        let split = rest.iter().position(|&b| b == b'&' || b == b';');
+        let (pair, sep) = match split {
+            Some(i) => (rest.get(..i).unwrap_or_default(), rest.get(i).copied()),
+            None => (rest, None),
         };
-        let name = percent_decode(raw_name, true);
-        let value = raw_value.map(|v| percent_decode(v, true));
-        let value_text = value.as_deref().map(String::from_utf8_lossy);
-        // A name no rule selects is free text too (`?jane@example.com`).
-        let rule = lookup(names, &name);
-        let new_name = if rule.is_none() { r.detect(&String::from_utf8_lossy(&name)) } else { None };
-        let replacement = match rule {
-            Some(rule) => Some(r.select(rule, value_text.as_deref().unwrap_or_default())),
-            None => match (value_text.as_deref().and_then(|v| r.detect(v)), &new_name, &value_text) {
-                (Some(v), _, _) => Some(Replacement::Text(v)),
-                (None, Some(_), Some(v)) => Some(Replacement::Text(v.to_string())),
-                (None, Some(_), None) => Some(Replacement::Text(String::new())),
-                (None, None, _) => None,
-            },
-        };
+        let replacement = sanitize_pair(pair, kind, r);
+        let separator = before.unwrap_or(b'&');
         match replacement {
-            Some(Replacement::Remove) => changed = true,
-            Some(Replacement::Text(t)) => {
-                changed = true;
+            PairOutcome::Remove => changed = true,
+            PairOutcome::Keep => {
                 if wrote_any {
-                    out.push(b'&');
-                }
-                wrote_any = true;
-                match &new_name {
-                    Some(n) => out.extend_from_slice(percent_encode(n).as_bytes()),
-                    None => out.extend_from_slice(raw_name),
-                }
-                if raw_value.is_some() || new_name.is_none() {
-                    out.push(b'=');
-                    out.extend_from_slice(percent_encode(&t).as_bytes());
-                }
-            }
-            None => {
-                if wrote_any {
-                    out.push(b'&');
+                    out.push(separator);
                 }
                 wrote_any = true;
                 out.extend_from_slice(pair);
             }
+            PairOutcome::Replace(bytes) => {
+                changed = true;
+                if wrote_any {
+                    out.push(separator);
+                }
+                wrote_any = true;
+                out.extend_from_slice(&bytes);
+            }
+        }
+        before = sep;
+        match split {
+            Some(i) => rest = rest.get(i + 1..).unwrap_or_default(),
+            None => break,
         }
     }
     changed.then_some(out)
+}
+
+enum PairOutcome {
+    Keep,
+    Remove,
+    Replace(Vec<u8>),
+}
+
+fn sanitize_pair(pair: &[u8], kind: NameKind, r: &mut Redactor) -> PairOutcome {
+    let (raw_name, raw_value) = match pair.iter().position(|&b| b == b'=') {
+        Some(eq) => (pair.get(..eq).unwrap_or_default(), pair.get(eq + 1..)),
+        None => (pair, None),
+    };
+    if raw_name.is_empty() && raw_value.is_none() {
+        return PairOutcome::Keep;
+    }
+    let name = String::from_utf8_lossy(&percent_decode(raw_name, true)).into_owned();
+    let value = raw_value.map(|v| String::from_utf8_lossy(&percent_decode(v, true)).into_owned());
+    let verdict = r.name(kind, &name);
+    let named = match &value {
+        Some(v) => r.named(verdict, v),
+        // A bare name (`?flag`) carries no value for a rule to redact.
+        None => None,
+    };
+    // A name no rule selects is free text too (`?jane@example.com`).
+    let new_name = if verdict.selection.is_none() { r.detect(&name) } else { None };
+    let replacement = match named {
+        Some(rep) => Some(rep),
+        None => match (value.as_deref().and_then(|v| r.detect(v)), &new_name, &value) {
+            (Some(v), _, _) => Some(Replacement::Text(v)),
+            (None, Some(_), Some(v)) => Some(Replacement::Text(v.clone())),
+            (None, Some(_), None) => Some(Replacement::Text(String::new())),
+            (None, None, _) => None,
+        },
+    };
+    match replacement {
+        None => PairOutcome::Keep,
+        Some(Replacement::Remove) => PairOutcome::Remove,
+        Some(Replacement::Text(t)) => {
+            let mut out = Vec::with_capacity(pair.len());
+            match &new_name {
+                Some(n) => out.extend_from_slice(percent_encode(n).as_bytes()),
+                None => out.extend_from_slice(raw_name),
+            }
+            if raw_value.is_some() || new_name.is_none() {
+                out.push(b'=');
+                out.extend_from_slice(percent_encode(&t).as_bytes());
+            }
+            PairOutcome::Replace(out)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -124,7 +120,7 @@ mod tests {
     fn run(raw: &str) -> Option<String> {
         let p = policy();
         let mut r = Redactor::new(&p);
-        sanitize_pairs(raw.as_bytes(), &p.form_fields, &mut r).map(|v| String::from_utf8(v).unwrap())
+        sanitize_pairs(raw.as_bytes(), NameKind::Form, &mut r).map(|v| String::from_utf8(v).unwrap())
     }
 
     #[test]
@@ -149,8 +145,20 @@ mod tests {
     fn odd_input_is_kept_not_lost() {
         assert_eq!(run("&&a&=b&%zz=1"), None);
         assert_eq!(run("&password=1&a").as_deref(), Some("&a"));
-        assert_eq!(percent_decode(b"%4", false), b"%4");
-        assert_eq!(percent_decode(b"%41%e2%82%ac+", false), "A€+".as_bytes());
-        assert_eq!(percent_encode("a b/ü"), "a%20b%2F%C3%BC");
+    }
+
+    #[test]
+    fn semicolons_separate_pairs_and_stay() {
+        assert_eq!(run("a=1;password=x;b=2").as_deref(), Some("a=1;b=2"));
+        assert_eq!(run("password=x;b=2&c=3").as_deref(), Some("b=2&c=3"));
+        assert_eq!(run("a=1;b=2"), None);
+    }
+
+    #[test]
+    fn bracketed_and_compound_names_are_read_by_their_words() {
+        assert_eq!(run("account[pass]=hunter2&account[name]=jane").as_deref(), Some("account[name]=jane"));
+        assert_eq!(run("account%5Bpass%5D=hunter2&page=2").as_deref(), Some("page=2"));
+        assert_eq!(run("newPassword=x&sort=asc&view=grid&tokenizer=bpe").as_deref(), Some("sort=asc&view=grid&tokenizer=bpe"));
+        assert_eq!(run("cardPin=1234").as_deref(), Some(""));
     }
 }

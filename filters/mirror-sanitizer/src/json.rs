@@ -1,13 +1,19 @@
 //! JSON bodies, sanitized in one pass: a strict parser walks the document
 //! once, matching each member's key (escapes decoded, any case) and JSON
 //! pointer against the rules and running the detectors over every string
-//! (and every integer, for card numbers). Anything that is not valid JSON is
-//! an error, so an unreadable body is never passed on.
+//! (and every integer, for card numbers). A member selected by name is
+//! redacted whole, whatever its type; under the allowlist posture, values of
+//! unlisted names are masked with their type kept (strings become the
+//! placeholder, numbers 0, booleans false) and containers are walked, so
+//! keys and array lengths stay. Anything that is not valid JSON is an
+//! error, so an unreadable body is never passed on.
 
 use crate::detect::Builtin;
 use crate::detect::Detector;
 use crate::mode::Replacement;
+use crate::names::NameKind;
 use crate::redact::Redactor;
+use crate::vocabulary::looks_secret;
 use std::borrow::Cow;
 
 /// Deeper documents are refused rather than risk the VM's stack.
@@ -20,7 +26,8 @@ pub fn sanitize_json(input: &[u8], r: &mut Redactor) -> Result<Option<Vec<u8>>, 
     let cards_in_numbers = r.policy.detectors.iter().any(|(d, _)| matches!(d, Detector::Builtin(Builtin::CardNumber)));
     let mut w = Walker { input, pos: 0, out: Vec::with_capacity(input.len()), changed: false, path: Vec::new(), track_path, cards_in_numbers, r };
     w.ws();
-    w.value(0, true)?;
+    let masked = w.r.policy.allowlist.is_some();
+    w.value(0, true, masked)?;
     w.ws();
     if w.pos != input.len() {
         return Err(w.error("data after the document"));
@@ -68,17 +75,22 @@ impl<'a> Walker<'a, '_, '_> {
         self.input.get(start..end).unwrap_or_default()
     }
 
-    /// Parses one value; writes its sanitized form when `live`.
-    fn value(&mut self, depth: usize, live: bool) -> Result<(), String> {
+    /// Parses one value; writes its sanitized form when `live`, masked
+    /// with its type kept when `masked` (an unlisted name's value).
+    fn value(&mut self, depth: usize, live: bool, masked: bool) -> Result<(), String> {
         if depth > MAX_DEPTH {
             return Err(self.error(&format!("nested deeper than {MAX_DEPTH}")));
         }
         match self.peek() {
             b'{' => self.object(depth, live),
-            b'[' => self.array(depth, live),
+            b'[' => self.array(depth, live, masked),
             b'"' => {
                 let (start, end, text) = self.string()?;
-                if live {
+                if live && masked {
+                    self.changed = true;
+                    let mask = self.r.unlisted();
+                    write_string(&mut self.out, &mask);
+                } else if live {
                     match self.r.detect(&text) {
                         Some(new) => {
                             self.changed = true;
@@ -89,12 +101,29 @@ impl<'a> Walker<'a, '_, '_> {
                 }
                 Ok(())
             }
+            b't' | b'f' if live && masked => {
+                self.literal(if self.peek() == b't' { b"true" } else { b"false" }, false)?;
+                self.masked_scalar(b"false");
+                Ok(())
+            }
+            b'-' | b'0'..=b'9' if live && masked => {
+                self.number(false)?;
+                self.masked_scalar(b"0");
+                Ok(())
+            }
             b't' => self.literal(b"true", live),
             b'f' => self.literal(b"false", live),
             b'n' => self.literal(b"null", live),
             b'-' | b'0'..=b'9' => self.number(live),
             _ => Err(self.error("expected a value")),
         }
+    }
+
+    /// Writes the typed mask of an unlisted scalar, counted by the allowlist.
+    fn masked_scalar(&mut self, mask: &[u8]) {
+        self.changed = true;
+        let _ = self.r.unlisted();
+        self.out.extend_from_slice(mask);
     }
 
     fn literal(&mut self, word: &[u8], live: bool) -> Result<(), String> {
@@ -268,14 +297,39 @@ impl<'a> Walker<'a, '_, '_> {
         Ok(String::from_utf8_lossy(raw).into_owned())
     }
 
-    /// The first rule (by index) that selects the member `key` here.
-    fn member_rule(&self, key: &str) -> Option<usize> {
-        let by_key = self.r.policy.json_key_rule(key);
-        let by_pointer = if self.track_path { self.pointer_rule(key) } else { None };
-        match (by_key, by_pointer) {
-            (Some(a), Some(b)) => Some(a.min(b)),
+    /// What the member `key` here gets: the first rule (by index) that
+    /// selects it by name or pointer and whether that selection is weak (a
+    /// rule only for secret-looking strings), and whether the allowlist
+    /// keeps its value.
+    fn member_rule(&mut self, key: &str) -> (Option<(usize, bool)>, bool) {
+        let verdict = self.r.name(NameKind::Json, key);
+        let by_name = verdict.selection.map(|s| (s.rule, s.weak));
+        let by_pointer = if self.track_path { self.pointer_rule(key).map(|rule| (rule, false)) } else { None };
+        let rule = match (by_name, by_pointer) {
+            (Some(a), Some(b)) => Some(if b.0 <= a.0 { b } else { a }),
             (a, b) => a.or(b),
+        };
+        (rule, verdict.allowed)
+    }
+
+    /// A weakly selected member: redacted only if its value is a string
+    /// that looks secret; otherwise the cursor is left where it was.
+    fn redact_if_secret(&mut self, rule: usize) -> Result<Option<Option<String>>, String> {
+        if self.peek() != b'"' {
+            return Ok(None);
         }
+        let start = self.pos;
+        let (_, _, text) = self.string()?;
+        if !looks_secret(&text) {
+            self.pos = start;
+            return Ok(None);
+        }
+        self.changed = true;
+        let text = text.into_owned();
+        Ok(Some(match self.r.select(rule, &text) {
+            Replacement::Remove => None,
+            Replacement::Text(t) => Some(t),
+        }))
     }
 
     fn pointer_rule(&self, token: &str) -> Option<usize> {
@@ -293,7 +347,7 @@ impl<'a> Walker<'a, '_, '_> {
     /// when the rule removes it.
     fn redact_value(&mut self, depth: usize, rule: usize) -> Result<Option<String>, String> {
         let start = self.pos;
-        self.value(depth, false)?;
+        self.value(depth, false, false)?;
         let text = self.value_text(start, self.pos)?;
         self.changed = true;
         Ok(match self.r.select(rule, &text) {
@@ -319,11 +373,12 @@ impl<'a> Walker<'a, '_, '_> {
                 self.expect(b':')?;
                 self.ws();
                 if !live {
-                    self.value(depth + 1, false)?;
+                    self.value(depth + 1, false, false)?;
                 } else {
-                    let rule = self.member_rule(&key);
+                    let (rule, allowed) = self.member_rule(&key);
                     let replacement = match rule {
-                        Some(rule) => Some(self.redact_value(depth + 1, rule)?),
+                        Some((rule, false)) => Some(self.redact_value(depth + 1, rule)?),
+                        Some((rule, true)) => self.redact_if_secret(rule)?,
                         None => None,
                     };
                     if replacement != Some(None) {
@@ -348,7 +403,7 @@ impl<'a> Walker<'a, '_, '_> {
                             if self.track_path {
                                 self.path.push(key.into_owned());
                             }
-                            self.value(depth + 1, true)?;
+                            self.value(depth + 1, true, !allowed)?;
                             if self.track_path {
                                 self.path.pop();
                             }
@@ -372,7 +427,7 @@ impl<'a> Walker<'a, '_, '_> {
         Ok(())
     }
 
-    fn array(&mut self, depth: usize, live: bool) -> Result<(), String> {
+    fn array(&mut self, depth: usize, live: bool, masked: bool) -> Result<(), String> {
         self.expect(b'[')?;
         if live {
             self.out.push(b'[');
@@ -398,7 +453,7 @@ impl<'a> Walker<'a, '_, '_> {
                         if live && self.track_path {
                             self.path.push(index.to_string());
                         }
-                        self.value(depth + 1, live)?;
+                        self.value(depth + 1, live, masked)?;
                         if live && self.track_path {
                             self.path.pop();
                         }

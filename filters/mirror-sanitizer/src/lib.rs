@@ -8,13 +8,20 @@ pub mod body;
 pub mod config;
 pub mod detect;
 pub mod form;
+pub mod formats;
 pub mod json;
 pub mod mode;
 pub mod multipart;
+pub mod names;
+pub mod nested;
 pub mod path;
 pub mod redact;
 pub mod request;
 pub mod shadow;
+pub mod template;
+pub mod text;
+pub mod vocabulary;
+pub mod words;
 // The glue exists only in the module; unit tests (native, or wasm32 under
 // Node) test the logic without a proxy-wasm host.
 #[cfg(all(target_arch = "wasm32", not(test)))]

@@ -87,7 +87,7 @@ impl Mode {
             Mode::Mask { placeholder, keep_last } => Replacement::Text(mask(value, placeholder, *keep_last)),
             Mode::Hash => match hasher {
                 Some(h) => Replacement::Text(h.pseudonym(value.as_bytes())),
-                None => Replacement::Text(mask(value, crate::config::DEFAULT_PLACEHOLDER, 0)),
+                None => Replacement::Text(mask(value, crate::text::DEFAULT_PLACEHOLDER, 0)),
             },
         }
     }

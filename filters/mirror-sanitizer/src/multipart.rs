@@ -6,6 +6,7 @@
 use crate::form::sanitize_pairs;
 use crate::json::sanitize_json;
 use crate::mode::Replacement;
+use crate::names::NameKind;
 use crate::redact::Redactor;
 
 /// The `boundary` parameter of a multipart content type.
@@ -117,13 +118,15 @@ fn sanitize_part(headers: &str, content: &[u8], r: &mut Redactor) -> Result<Part
             return Err("multipart part with an encoded content".into());
         }
     }
-    let rule = name.as_deref().and_then(|n| crate::config::lookup_lower(&r.policy.form_fields, n));
-    if let Some(rule) = rule {
-        let text = String::from_utf8_lossy(content).into_owned();
-        return Ok(match r.select(rule, &text) {
-            Replacement::Remove => PartOutcome::Remove,
-            Replacement::Text(t) => PartOutcome::Replace(t.into_bytes()),
-        });
+    if let Some(name) = name.as_deref() {
+        let verdict = r.name(NameKind::Form, name);
+        let text = String::from_utf8_lossy(content);
+        if let Some(replacement) = r.named(verdict, &text) {
+            return Ok(match replacement {
+                Replacement::Remove => PartOutcome::Remove,
+                Replacement::Text(t) => PartOutcome::Replace(t.into_bytes()),
+            });
+        }
     }
     let essence = content_type.as_deref().map(|t| t.split(';').next().unwrap_or_default().trim().to_string());
     let new = match essence.as_deref() {
@@ -133,7 +136,7 @@ fn sanitize_part(headers: &str, content: &[u8], r: &mut Redactor) -> Result<Part
         }
         Some("application/json") => sanitize_json(content, r)?,
         Some(t) if t.ends_with("+json") => sanitize_json(content, r)?,
-        Some("application/x-www-form-urlencoded") => sanitize_pairs(content, &r.policy.form_fields, r),
+        Some("application/x-www-form-urlencoded") => sanitize_pairs(content, NameKind::Form, r),
         Some(other) => return Err(format!("multipart part of type {other} cannot be sanitized")),
     };
     Ok(new.map_or(PartOutcome::Keep, PartOutcome::Replace))

@@ -2,63 +2,10 @@
 //! `/users/{id}`, query parameters by name, and detectors over every decoded
 //! segment and query value.
 
-use crate::form::{percent_decode, percent_encode, sanitize_pairs};
+use crate::form::sanitize_pairs;
+use crate::names::NameKind;
+use crate::text::{percent_decode, percent_encode};
 use crate::redact::Redactor;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Literal(String),
-    /// `{name}`: the segment is redacted.
-    Capture,
-    /// `*`: any segment, left alone.
-    Any,
-}
-
-/// A path template: its segments match the path's first segments; the
-/// `{...}` ones are redacted. `/users/{id}` also covers `/users/7/orders`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template(Vec<Segment>);
-
-impl Template {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let Some(rest) = text.strip_prefix('/') else {
-            return Err(format!("{text:?} must start with '/'"));
-        };
-        let segments: Vec<Segment> = rest
-            .split('/')
-            .map(|s| {
-                if s.len() >= 2 && s.starts_with('{') && s.ends_with('}') {
-                    Segment::Capture
-                } else if s == "*" {
-                    Segment::Any
-                } else {
-                    Segment::Literal(s.to_string())
-                }
-            })
-            .collect();
-        if !segments.contains(&Segment::Capture) {
-            return Err(format!("{text:?} has no {{placeholder}} segment to redact"));
-        }
-        Ok(Self(segments))
-    }
-
-    /// Which of `segments` this template redacts, if it matches.
-    fn captures(&self, segments: &[&str]) -> Option<Vec<usize>> {
-        if segments.len() < self.0.len() {
-            return None;
-        }
-        let mut out = Vec::new();
-        for (i, (t, s)) in self.0.iter().zip(segments).enumerate() {
-            match t {
-                Segment::Literal(l) if l != s => return None,
-                Segment::Capture if s.is_empty() => return None,
-                Segment::Capture => out.push(i),
-                _ => {}
-            }
-        }
-        Some(out)
-    }
-}
 
 /// The sanitized path, or `None` if nothing changed.
 pub fn sanitize_path(path: &str, r: &mut Redactor) -> Option<String> {
@@ -69,7 +16,7 @@ pub fn sanitize_path(path: &str, r: &mut Redactor) -> Option<String> {
     let mut changed = false;
     let new_path = sanitize_segments(path_part, r);
     changed |= new_path.is_some();
-    let new_query = query.and_then(|q| sanitize_pairs(q.as_bytes(), &r.policy.query_params, r));
+    let new_query = query.and_then(|q| sanitize_pairs(q.as_bytes(), NameKind::Query, r));
     changed |= new_query.is_some();
     if !changed {
         return None;

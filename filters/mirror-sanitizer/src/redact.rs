@@ -1,24 +1,100 @@
-//! One request's redaction work: applies the rule a selector picked, or the
-//! detectors to free text, and counts what each rule redacted.
+//! One request's redaction work: applies the rule a selector picked, the
+//! allowlist's mask, or the detectors to free text (after offering it to
+//! the nested-document opener), and counts what each rule redacted.
 
-use crate::config::{Policy, DEFAULT_PLACEHOLDER};
-use crate::detect::scan;
+use crate::config::Policy;
+use crate::detect::{scan_profiled, Profile};
 use crate::mode::Replacement;
+use crate::names::{NameKind, NameVerdict};
+use crate::text::DEFAULT_PLACEHOLDER;
+use crate::vocabulary::looks_secret;
+use std::collections::HashMap;
+
+/// What the nested-document opener made of a free-text value.
+pub enum Opened {
+    /// A document, sanitized: its new text.
+    Changed(String),
+    /// A document with nothing to redact.
+    Unchanged,
+    /// Not a document: the detectors read it as text.
+    NotDocument,
+}
+
+/// Opens a value that holds a document of its own (see `nested`).
+pub type Opener = fn(&str, &Profile, &mut Redactor) -> Opened;
+
+/// Names remembered per kind in one request (keys repeat in large bodies).
+const NAME_CACHE: usize = 2048;
 
 pub struct Redactor<'a> {
     pub policy: &'a Policy,
     /// Redactions per rule, in the policy's rule order.
     pub counts: Vec<u32>,
+    /// How many documents deep the value being read is nested.
+    pub nesting: usize,
+    opener: Option<Opener>,
+    names: [HashMap<String, NameVerdict>; NameKind::COUNT],
 }
 
 impl<'a> Redactor<'a> {
+    /// A redactor that reads values as text only.
     pub fn new(policy: &'a Policy) -> Self {
-        Self { policy, counts: vec![0; policy.rules.len()] }
+        Self { policy, counts: vec![0; policy.rules.len()], nesting: 0, opener: None, names: Default::default() }
+    }
+
+    /// A redactor that first offers each free-text value to `opener`.
+    pub fn with_opener(policy: &'a Policy, opener: Opener) -> Self {
+        Self { opener: Some(opener), ..Self::new(policy) }
     }
 
     fn hit(&mut self, rule: usize) {
         if let Some(c) = self.counts.get_mut(rule) {
             *c = c.saturating_add(1);
+        }
+    }
+
+    /// The verdict on a name (cached for the request).
+    pub fn name(&mut self, kind: NameKind, name: &str) -> NameVerdict {
+        let cache = self.names.get(kind.index());
+        if let Some(v) = cache.and_then(|c| c.get(name)) {
+            return *v;
+        }
+        let verdict = self.policy.name_verdict(kind, name);
+        if let Some(c) = self.names.get_mut(kind.index()) {
+            if c.len() < NAME_CACHE {
+                c.insert(name.to_string(), verdict);
+            }
+        }
+        verdict
+    }
+
+    /// What a value under a name becomes: its rule's redaction, the
+    /// allowlist's mask, or `None` (free text, for the detectors).
+    pub fn named(&mut self, verdict: NameVerdict, value: &str) -> Option<Replacement> {
+        if let Some(s) = verdict.selection {
+            if !s.weak || looks_secret(value) {
+                return Some(self.select(s.rule, value));
+            }
+        }
+        (!verdict.allowed).then(|| Replacement::Text(self.unlisted()))
+    }
+
+    /// The allowlist's mask for a value whose name it does not list.
+    pub fn unlisted(&mut self) -> String {
+        let rule = self.policy.allowlist.as_ref().map_or(usize::MAX, |a| a.rule);
+        self.select_text(rule, "")
+    }
+
+    /// The mask for a document nested deeper than the readers go.
+    pub fn too_deep(&mut self) -> String {
+        // Counted under the detectors' rule when there is one.
+        let rule = self.policy.detectors.first().map_or(usize::MAX, |(_, rule)| *rule);
+        match self.policy.rules.get(rule).map(|r| &r.mode) {
+            Some(crate::mode::Mode::Mask { placeholder, .. }) => {
+                self.hit(rule);
+                placeholder.clone()
+            }
+            _ => DEFAULT_PLACEHOLDER.to_string(),
         }
     }
 
@@ -39,12 +115,30 @@ impl<'a> Redactor<'a> {
         }
     }
 
-    /// `text` with every detector match redacted, or `None` if nothing matched.
+    /// Free text sanitized: a nested document opened and sanitized in its
+    /// own encoding, or else every detector match redacted. `None` if
+    /// nothing changed.
     pub fn detect(&mut self, text: &str) -> Option<String> {
-        if self.policy.detectors.is_empty() || text.is_empty() {
+        if text.is_empty() {
             return None;
         }
-        let spans = scan(text, &self.policy.detectors);
+        let profile = Profile::of(text.as_bytes());
+        if let Some(open) = self.opener {
+            match open(text, &profile, self) {
+                Opened::Changed(t) => return Some(t),
+                Opened::Unchanged => return None,
+                Opened::NotDocument => {}
+            }
+        }
+        self.detect_profiled(text, &profile)
+    }
+
+    /// The detectors alone over a text whose profile was taken.
+    pub fn detect_profiled(&mut self, text: &str, profile: &Profile) -> Option<String> {
+        if self.policy.detectors.is_empty() {
+            return None;
+        }
+        let spans = scan_profiled(text, profile, &self.policy.detectors);
         if spans.is_empty() {
             return None;
         }

@@ -5,6 +5,7 @@
 
 use crate::config::ShadowMatch;
 use crate::mode::Replacement;
+use crate::names::NameKind;
 use crate::path::sanitize_path;
 use crate::redact::Redactor;
 
@@ -44,35 +45,32 @@ pub fn sanitize_headers(headers: &[(String, Vec<u8>)], shadow: &ShadowMatch, r: 
     edits
 }
 
-fn header_rule(name: &str, r: &Redactor) -> Option<usize> {
-    let by_name = r.policy.headers.get(name).copied();
-    let by_pattern = r.policy.header_patterns.iter().filter(|(re, _)| re.is_match(name)).map(|(_, i)| *i).min();
-    match (by_name, by_pattern) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 fn sanitize_header(name: &str, values: &[&[u8]], r: &mut Redactor) -> Option<HeaderEdit> {
     if name == ":path" {
         let path = String::from_utf8_lossy(values.first()?);
         return sanitize_path(&path, r).map(|p| HeaderEdit::Set(name.to_string(), vec![p.into_bytes()]));
     }
-    if let Some(rule) = header_rule(name, r) {
-        let mut out = Vec::with_capacity(values.len());
-        for v in values {
-            match r.select(rule, &String::from_utf8_lossy(v)) {
-                Replacement::Remove => return Some(HeaderEdit::Remove(name.to_string())),
-                Replacement::Text(t) => out.push(t.into_bytes()),
-            }
+    let verdict = r.name(NameKind::Header, name);
+    let mut named = Vec::with_capacity(values.len());
+    for v in values {
+        match r.named(verdict, &String::from_utf8_lossy(v)) {
+            Some(Replacement::Remove) => return Some(HeaderEdit::Remove(name.to_string())),
+            Some(Replacement::Text(t)) => named.push(Some(t.into_bytes())),
+            None => named.push(None),
         }
-        return Some(HeaderEdit::Set(name.to_string(), out));
+    }
+    if named.iter().all(Option::is_some) {
+        return Some(HeaderEdit::Set(name.to_string(), named.into_iter().flatten().collect()));
     }
     let mut changed = false;
     let mut out = Vec::with_capacity(values.len());
-    for v in values {
+    for (v, named) in values.iter().zip(named) {
         let text = String::from_utf8_lossy(v);
-        let new = if name == "cookie" { sanitize_cookies(&text, r) } else { r.detect(&text) };
+        let new = match named {
+            Some(t) => Some(String::from_utf8_lossy(&t).into_owned()),
+            None if name == "cookie" => sanitize_cookies(&text, r),
+            None => r.detect(&text),
+        };
         match new {
             Some(n) => {
                 changed = true;
@@ -101,9 +99,9 @@ fn sanitize_cookies(value: &str, r: &mut Redactor) -> Option<String> {
             continue;
         }
         let (name, v) = cookie.split_once('=').unwrap_or((cookie, ""));
-        let rule = r.policy.cookies.get(name).copied().or(r.policy.all_cookies);
-        let replacement = match rule {
-            Some(rule) => Some(r.select(rule, v.trim_matches('"'))),
+        let verdict = r.name(NameKind::Cookie, name);
+        let replacement = match r.named(verdict, v.trim_matches('"')) {
+            Some(replacement) => Some(replacement),
             None => r.detect(v).map(Replacement::Text),
         };
         match replacement {

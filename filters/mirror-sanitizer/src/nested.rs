@@ -1,0 +1,204 @@
+//! Documents inside values: a string that is itself JSON, a form or query
+//! string (also the query of a URL), or base64 / base64url of either, is
+//! opened, sanitized by the same rules and written back in its own
+//! encoding. Bounded: at most `MAX_NESTING` documents deep; a document
+//! deeper than that is masked whole.
+
+use crate::config::Policy;
+use crate::detect::Profile;
+use crate::form::sanitize_pairs;
+use crate::json::sanitize_json;
+use crate::names::NameKind;
+use crate::redact::{Opened, Redactor};
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
+
+/// Documents opened inside one another, at most.
+pub const MAX_NESTING: usize = 4;
+
+/// A redactor for a request: free-text values are offered to `open` first.
+pub fn redactor(policy: &Policy) -> Redactor<'_> {
+    Redactor::with_opener(policy, open)
+}
+
+/// Opens `text` if it is a document; see `Opened`.
+pub fn open(text: &str, profile: &Profile, r: &mut Redactor) -> Opened {
+    if r.nesting >= MAX_NESTING {
+        // Fail closed: a document deeper than the bound is masked whole.
+        let t = text.trim_ascii();
+        return if looks_json(t) || (profile.has_equals() && looks_pairs(t)) { Opened::Changed(r.too_deep()) } else { Opened::NotDocument };
+    }
+    r.nesting += 1;
+    let opened = open_document(text, profile, r);
+    r.nesting -= 1;
+    opened
+}
+
+fn open_document(text: &str, profile: &Profile, r: &mut Redactor) -> Opened {
+    let trimmed = text.trim_ascii();
+    if profile.has_open() && looks_json(trimmed) {
+        match sanitize_json(text.as_bytes(), r) {
+            Ok(Some(out)) => return String::from_utf8(out).map_or(Opened::NotDocument, Opened::Changed),
+            Ok(None) => return Opened::Unchanged,
+            Err(_) => {}
+        }
+    }
+    if profile.has_equals() {
+        if let Some(opened) = open_pairs(text, r) {
+            return opened;
+        }
+    }
+    if profile.maybe_base64() {
+        return open_base64(text, r);
+    }
+    Opened::NotDocument
+}
+
+fn looks_json(t: &str) -> bool {
+    matches!((t.as_bytes().first(), t.as_bytes().last()), (Some(b'{'), Some(b'}')) | (Some(b'['), Some(b']')))
+}
+
+/// `a=1&b=2` (or `;`-separated): no spaces or quotes, and a first pair
+/// with a name.
+fn looks_pairs(t: &str) -> bool {
+    let b = t.as_bytes();
+    let first = b.iter().position(|&c| c == b'&' || c == b';').map_or(b, |end| b.get(..end).unwrap_or_default());
+    let eq = first.iter().position(|&c| c == b'=');
+    eq.is_some_and(|e| e > 0) && !b.iter().any(|&c| matches!(c, b' ' | b'"' | b'{' | b'}' | b'<' | b'>' | b'\n' | b'\r' | b'\t'))
+}
+
+/// A form string, or a URL (or path) whose query is one.
+fn open_pairs(text: &str, r: &mut Redactor) -> Option<Opened> {
+    let (prefix, query, kind) = match text.split_once('?') {
+        Some((p, q)) if !p.contains(['=', ' ', '&']) => (Some(p), q, NameKind::Query),
+        _ => (None, text, NameKind::Form),
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (query, None),
+    };
+    if !looks_pairs(query) {
+        return None;
+    }
+    let new_prefix = prefix.and_then(|p| {
+        let profile = Profile::of(p.as_bytes());
+        r.detect_profiled(p, &profile)
+    });
+    let new_query = sanitize_pairs(query.as_bytes(), kind, r);
+    if new_prefix.is_none() && new_query.is_none() {
+        return Some(Opened::Unchanged);
+    }
+    let mut out = String::with_capacity(text.len());
+    if let Some(p) = prefix {
+        out.push_str(new_prefix.as_deref().unwrap_or(p));
+    }
+    let query = new_query.map_or_else(|| query.to_string(), |q| String::from_utf8_lossy(&q).into_owned());
+    if prefix.is_some() && !query.is_empty() {
+        out.push('?');
+    }
+    out.push_str(&query);
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    Some(Opened::Changed(out))
+}
+
+const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent).with_decode_allow_trailing_bits(true);
+
+/// Base64 or base64url of a JSON or form document, re-encoded in the same
+/// alphabet, with or without padding as it came.
+fn open_base64(text: &str, r: &mut Redactor) -> Opened {
+    let url = text.contains(['-', '_']);
+    if url && text.contains(['+', '/']) {
+        return Opened::NotDocument;
+    }
+    let engine = GeneralPurpose::new(if url { &alphabet::URL_SAFE } else { &alphabet::STANDARD }, LENIENT);
+    // Most base64 values are keys or hashes: their first bytes are binary.
+    let head = text.get(..8).unwrap_or_default();
+    match engine.decode(head) {
+        Ok(bytes) if bytes.iter().all(|b| (0x20..0x7f).contains(b) || b.is_ascii_whitespace()) => {}
+        _ => return Opened::NotDocument,
+    }
+    let Ok(decoded) = engine.decode(text.trim_end_matches('=')) else { return Opened::NotDocument };
+    let Ok(inner) = String::from_utf8(decoded) else { return Opened::NotDocument };
+    let trimmed = inner.trim_ascii();
+    let is_doc = looks_json(trimmed) || looks_pairs(trimmed);
+    if !is_doc {
+        return Opened::NotDocument;
+    }
+    let profile = Profile::of(inner.as_bytes());
+    match open_document(&inner, &profile, r) {
+        Opened::Changed(new) => {
+            let padded = text.ends_with('=');
+            let out = GeneralPurpose::new(
+                if url { &alphabet::URL_SAFE } else { &alphabet::STANDARD },
+                GeneralPurposeConfig::new().with_encode_padding(padded || (!url && text.len() % 4 == 0)),
+            )
+            .encode(new.as_bytes());
+            Opened::Changed(out)
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn run(text: &str) -> Option<String> {
+        let p = Policy::parse(None, &|_| None).unwrap();
+        let mut r = redactor(&p);
+        r.detect(text)
+    }
+
+    #[test]
+    fn json_inside_a_string_is_opened_and_written_back() {
+        assert_eq!(run(r#"{"user":"jane","password":"pw-1"}"#).as_deref(), Some(r#"{"user":"jane"}"#));
+        assert_eq!(run(r#"{"a":"{\"pin\":1234,\"b\":2}"}"#).as_deref(), Some(r#"{"a":"{\"b\":2}"}"#));
+        assert_eq!(run(r#"{"a":1}"#), None);
+        assert_eq!(run("[not json, jane@example.com]").as_deref(), Some("[not json, REDACTED]"));
+    }
+
+    #[test]
+    fn forms_and_url_queries_are_opened() {
+        assert_eq!(run("user=jane&password=pw-2;x=1").as_deref(), Some("user=jane;x=1"));
+        assert_eq!(
+            run("https://b.example.com/o?X-Amz-Signature=abc123&X-Amz-Date=20240101#top").as_deref(),
+            Some("https://b.example.com/o?X-Amz-Date=20240101#top")
+        );
+        assert_eq!(run("https://example.com/?page=2"), None);
+    }
+
+    #[test]
+    fn base64_documents_keep_their_encoding() {
+        let b64 = STANDARD.encode(r#"{"token":"tok-123456","keep":"yes"}"#);
+        let out = run(&b64).unwrap();
+        assert_eq!(String::from_utf8(STANDARD.decode(&out).unwrap()).unwrap(), r#"{"keep":"yes"}"#);
+        let url = URL_SAFE_NO_PAD.encode("user=jane&secret=s3cr3t-v4lue");
+        let out = run(&url).unwrap();
+        assert!(!out.contains('='), "no padding added");
+        assert_eq!(String::from_utf8(URL_SAFE_NO_PAD.decode(&out).unwrap()).unwrap(), "user=jane");
+        assert_eq!(run("wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLE"), None, "not a document");
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let mut doc = r#"{"password":"deep-pw"}"#.to_string();
+        for _ in 0..MAX_NESTING + 2 {
+            doc = serde_json::to_string(&serde_json::json!({ "d": doc })).unwrap();
+        }
+        // Deeper than the bound, the innermost document is masked whole.
+        let out = run(&doc).unwrap();
+        assert!(!out.contains("deep-pw") && out.contains("REDACTED"), "{out}");
+        let mut shallow = r#"{"password":"deep-pw"}"#.to_string();
+        for _ in 0..MAX_NESTING - 1 {
+            shallow = serde_json::to_string(&serde_json::json!({ "d": shallow })).unwrap();
+        }
+        assert!(!run(&shallow).unwrap().contains("deep-pw"));
+    }
+}

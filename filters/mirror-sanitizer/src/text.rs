@@ -1,0 +1,93 @@
+//! Text helpers every reader shares: percent-coding, case-insensitive name
+//! lookup and the default mask. The bottom of the crate: it uses nothing of
+//! the crate itself.
+
+use filter_common::codec::hex_value;
+use std::collections::HashMap;
+
+/// The mask a rule writes unless it names its own.
+pub const DEFAULT_PLACEHOLDER: &str = "REDACTED";
+
+/// Looks a name up case-insensitively without allocating when it is
+/// already lower-case.
+pub fn lookup_lower(map: &HashMap<String, usize>, name: &str) -> Option<usize> {
+    if map.is_empty() {
+        return None;
+    }
+    if name.bytes().any(|b| b.is_ascii_uppercase()) || !name.is_ascii() {
+        map.get(&name.to_lowercase()).copied()
+    } else {
+        map.get(name).copied()
+    }
+}
+
+/// The byte at `i`, or 0 past the end.
+pub fn at(text: &[u8], i: usize) -> u8 {
+    text.get(i).copied().unwrap_or(0)
+}
+
+/// The byte before `i`, or 0 at the start.
+pub fn before(text: &[u8], i: usize) -> u8 {
+    i.checked_sub(1).map_or(0, |j| at(text, j))
+}
+
+/// Percent-decodes leniently: a `%` not followed by two hex digits stays as
+/// it is (as most servers read it).
+pub fn percent_decode(raw: &[u8], plus_is_space: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        match b {
+            b'%' => match (raw.get(i + 1).copied().and_then(hex_value), raw.get(i + 2).copied().and_then(hex_value)) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b),
+            },
+            b'+' if plus_is_space => out.push(b' '),
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Percent-encodes all but RFC 3986's unreserved characters.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0').to_ascii_uppercase());
+            out.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0').to_ascii_uppercase());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn percent_coding_round_trips_and_stays_lenient() {
+        assert_eq!(percent_decode(b"%4", false), b"%4");
+        assert_eq!(percent_decode(b"%41%e2%82%ac+", false), "A€+".as_bytes());
+        assert_eq!(percent_decode(b"a+b", true), b"a b");
+        assert_eq!(percent_encode("a b/ü"), "a%20b%2F%C3%BC");
+    }
+
+    #[test]
+    fn lookups_ignore_case() {
+        let map: HashMap<String, usize> = [("password".to_string(), 3)].into_iter().collect();
+        assert_eq!(lookup_lower(&map, "PassWord"), Some(3));
+        assert_eq!(lookup_lower(&map, "password"), Some(3));
+        assert_eq!(lookup_lower(&map, "pass"), None);
+    }
+}
