@@ -3,12 +3,13 @@
 //! with a body that cannot be sanitized. Compiled once into a `Policy`;
 //! every error names its field (`rules[2].pathSegments[0]: …`).
 
-use crate::detect::{Builtin, Detector};
+use crate::detect::{scan_profiled, Builtin, Detector, Profile};
 use crate::names::{verdict_by_words, Allowlist, NameKind, NameSelector, NameVerdict, Selection, DEFAULT_ALLOWED_HEADERS};
 use crate::vocabulary::{Vocabulary, CREDENTIAL, IDENTIFIER, PERSONAL};
 use crate::mode::{Mode, Pseudonymizer};
 use crate::template::Template;
-use crate::text::{lookup_lower, DEFAULT_PLACEHOLDER};
+use crate::text::{lookup_lower, FnvBuild, DEFAULT_PLACEHOLDER};
+use std::cell::RefCell;
 use filter_common::{parse_json, ConfigError, FieldPath};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -285,7 +286,20 @@ pub struct Policy {
     /// Rules that select names by their words, in rule order.
     pub name_selectors: Vec<(NameSelector, usize)>,
     pub allowlist: Option<Allowlist>,
+    /// Names seen before, per kind (bounded): names repeat across requests.
+    known: [RefCell<HashMap<String, Known, FnvBuild>>; NameKind::COUNT],
 }
+
+/// What the policy makes of a name, remembered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    pub verdict: NameVerdict,
+    /// The name itself holds nothing a detector finds.
+    pub clean: bool,
+}
+
+/// Names remembered per kind; beyond that, names are classified afresh.
+const KNOWN_NAMES: usize = 4096;
 
 impl Policy {
     /// Parses and compiles the configuration; `env` reads a VM environment
@@ -320,6 +334,23 @@ impl Policy {
             NameKind::Form => lookup_lower(&self.form_fields, name),
             NameKind::Json => self.json_key_rule(name),
         }
+    }
+
+    /// The verdict on a name and whether the name itself is clean of
+    /// detector matches, remembered for later requests.
+    pub fn known(&self, kind: NameKind, name: &str) -> Known {
+        let cache = self.known.get(kind.index());
+        if let Some(k) = cache.and_then(|c| c.try_borrow().ok().and_then(|m| m.get(name).copied())) {
+            return k;
+        }
+        let clean = self.detectors.is_empty() || name.is_empty() || scan_profiled(name, &Profile::of(name.as_bytes()), &self.detectors).is_empty();
+        let known = Known { verdict: self.name_verdict(kind, name), clean };
+        if let Some(mut m) = cache.and_then(|c| c.try_borrow_mut().ok()) {
+            if m.len() < KNOWN_NAMES {
+                m.insert(name.to_string(), known);
+            }
+        }
+        known
     }
 
     /// What becomes of a value under this name: the first rule that selects
@@ -442,6 +473,7 @@ fn compile(spec: PolicySpec, env: &dyn Fn(&str) -> Option<String>) -> Result<Pol
         vocabulary: compile_vocabulary(&root.field("vocabulary"), spec.vocabulary.unwrap_or_default())?,
         name_selectors: Vec::new(),
         allowlist: None,
+        known: Default::default(),
     };
     for (i, rule) in specs.into_iter().enumerate() {
         // Built-in rules have no field of their own in the user's config.

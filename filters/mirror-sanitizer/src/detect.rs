@@ -52,6 +52,8 @@ const LOWER: u16 = 1024;
 /// Not in the base64 or base64url alphabets (nor `=`).
 const NON_B64: u16 = 2048;
 const OPEN: u16 = 4096;
+/// Ends the plain run of a JSON string: `"`, `\\` or a control character.
+pub const STRING_STOP: u16 = 8192;
 
 // Evaluated at compile time: an index out of range would fail the build,
 // never a request.
@@ -72,7 +74,8 @@ const CLASSES: [u16; 256] = {
             | if b == b'-' { DASH } else { 0 }
             | if b == b'_' { UNDERSCORE } else { 0 }
             | if b == b'{' || b == b'[' { OPEN } else { 0 }
-            | if b64 { 0 } else { NON_B64 };
+            | if b64 { 0 } else { NON_B64 }
+            | if b == b'"' || b == b'\\' || b < 0x20 { STRING_STOP } else { 0 };
         i += 1;
     }
     t
@@ -87,16 +90,38 @@ pub struct Profile {
     len: usize,
 }
 
+/// The class bits of a byte.
+pub fn class_of(b: u8) -> u16 {
+    CLASSES.get(usize::from(b)).copied().unwrap_or(0)
+}
+
+/// A profile taken byte by byte, while a reader scans the text anyway.
+#[derive(Default)]
+pub struct ProfileAcc {
+    classes: u16,
+    digits: usize,
+    uppers: usize,
+}
+
+impl ProfileAcc {
+    pub fn add(&mut self, class: u16) {
+        self.classes |= class;
+        self.digits += usize::from(class & DIGIT);
+        self.uppers += usize::from((class & UPPER) >> 1);
+    }
+
+    pub fn finish(self, len: usize) -> Profile {
+        Profile { classes: self.classes, digits: self.digits, uppers: self.uppers, len }
+    }
+}
+
 impl Profile {
     pub fn of(text: &[u8]) -> Self {
-        let (mut classes, mut digits, mut uppers) = (0u16, 0usize, 0usize);
+        let mut acc = ProfileAcc::default();
         for &b in text {
-            let c = CLASSES.get(usize::from(b)).copied().unwrap_or(0);
-            classes |= c;
-            digits += usize::from(c & DIGIT);
-            uppers += usize::from((c & UPPER) >> 1);
+            acc.add(class_of(b));
         }
-        Profile { classes, digits, uppers, len: text.len() }
+        acc.finish(text.len())
     }
 
     fn has(&self, class: u16) -> bool {
@@ -134,9 +159,12 @@ impl Builtin {
             Builtin::Iban => p.uppers >= 2 && p.digits >= 2 && p.len >= 15,
             Builtin::Phone => p.digits >= 8,
             Builtin::Ssn => p.digits >= 9 && (p.has(DASH) || p.has(SPACE)),
-            Builtin::AwsSecretKey => p.len >= 40 && p.uppers >= 1 && p.has(LOWER),
+            // Random 40-character keys hold digits and capitals.
+            Builtin::AwsSecretKey => p.len >= 40 && p.uppers >= 3 && p.digits >= 1 && p.has(LOWER),
             Builtin::PrivateKey => p.has(DASH) && p.uppers >= 14,
-            Builtin::ProviderToken => p.len >= 13 && (p.has(UNDERSCORE) || p.has(DASH) || p.has(DOT) || p.uppers >= 2),
+            // Every published format has a separator or capitals, and random
+            // bodies hold digits.
+            Builtin::ProviderToken => p.len >= 13 && p.digits >= 1 && (p.has(UNDERSCORE) || p.has(DASH) || p.has(DOT) || p.uppers >= 2),
             Builtin::CredentialParam => p.has(EQ),
         }
     }

@@ -128,7 +128,7 @@ impl SanitizerStream {
         let shared = Rc::clone(&self.shared);
         let headers = host.headers(MapType::RequestHeaders)?;
         self.request_id = header(&headers, "x-request-id").unwrap_or_default().chars().take(64).collect();
-        let mut r = Redactor::new(&shared.policy);
+        let mut r = crate::nested::redactor(&shared.policy);
         let edits = sanitize_headers(&headers, &shared.policy.shadow, &mut r);
         for edit in &edits {
             match edit {
@@ -249,7 +249,7 @@ impl SanitizerStream {
         let kind = kind.clone();
         let body = std::mem::take(body);
         let shared = Rc::clone(&self.shared);
-        let mut r = Redactor::new(&shared.policy);
+        let mut r = crate::nested::redactor(&shared.policy);
         let result = if body.is_empty() { Ok(None) } else { sanitize_body(&kind, &body, &mut r) };
         match result {
             Ok(new) => {

@@ -69,14 +69,14 @@ fn sanitize_pair(pair: &[u8], kind: NameKind, r: &mut Redactor) -> PairOutcome {
     }
     let name = String::from_utf8_lossy(&percent_decode(raw_name, true)).into_owned();
     let value = raw_value.map(|v| String::from_utf8_lossy(&percent_decode(v, true)).into_owned());
-    let verdict = r.name(kind, &name);
+    let (verdict, detected_name) = r.name_and_text(kind, &name);
     let named = match &value {
         Some(v) => r.named(verdict, v),
         // A bare name (`?flag`) carries no value for a rule to redact.
         None => None,
     };
     // A name no rule selects is free text too (`?jane@example.com`).
-    let new_name = if verdict.selection.is_none() { r.detect(&name) } else { None };
+    let new_name = if verdict.selection.is_none() { detected_name } else { None };
     let replacement = match named {
         Some(rep) => Some(rep),
         None => match (value.as_deref().and_then(|v| r.detect(v)), &new_name, &value) {

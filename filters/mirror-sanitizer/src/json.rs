@@ -8,8 +8,7 @@
 //! keys and array lengths stay. Anything that is not valid JSON is an
 //! error, so an unreadable body is never passed on.
 
-use crate::detect::Builtin;
-use crate::detect::Detector;
+use crate::detect::{class_of, Builtin, Detector, Profile, ProfileAcc, STRING_STOP};
 use crate::mode::Replacement;
 use crate::names::NameKind;
 use crate::redact::Redactor;
@@ -85,13 +84,14 @@ impl<'a> Walker<'a, '_, '_> {
             b'{' => self.object(depth, live),
             b'[' => self.array(depth, live, masked),
             b'"' => {
-                let (start, end, text) = self.string()?;
+                let (start, end, text, profile) = self.string_profiled()?;
                 if live && masked {
                     self.changed = true;
                     let mask = self.r.unlisted();
                     write_string(&mut self.out, &mask);
                 } else if live {
-                    match self.r.detect(&text) {
+                    let profile = profile.unwrap_or_else(|| Profile::of(text.as_bytes()));
+                    match self.r.detect_with(&text, profile) {
                         Some(new) => {
                             self.changed = true;
                             write_string(&mut self.out, &new);
@@ -196,22 +196,34 @@ impl<'a> Walker<'a, '_, '_> {
     /// Parses a string at the cursor: its raw range (quotes included) and
     /// its decoded text.
     fn string(&mut self) -> Result<(usize, usize, Cow<'a, str>), String> {
+        self.string_profiled().map(|(s, e, t, _)| (s, e, t))
+    }
+
+    /// `string`, with the detectors' profile of a string without escapes
+    /// taken in the same pass.
+    fn string_profiled(&mut self) -> Result<(usize, usize, Cow<'a, str>, Option<Profile>), String> {
         let start = self.pos;
         self.expect(b'"')?;
         let content = self.pos;
         // Fast path: no escapes.
+        let mut acc = ProfileAcc::default();
         while let Some(&b) = self.input.get(self.pos) {
+            let class = class_of(b);
+            if class & STRING_STOP == 0 {
+                acc.add(class);
+                self.pos += 1;
+                continue;
+            }
             match b {
                 b'"' => {
                     let input: &'a [u8] = self.input;
                     let raw = input.get(content..self.pos).unwrap_or_default();
                     let text = std::str::from_utf8(raw).map_err(|_| self.error("invalid UTF-8"))?;
                     self.pos += 1;
-                    return Ok((start, self.pos, Cow::Borrowed(text)));
+                    return Ok((start, self.pos, Cow::Borrowed(text), Some(acc.finish(raw.len()))));
                 }
                 b'\\' => break,
-                0..=0x1f => return Err(self.error("control character in a string")),
-                _ => self.pos += 1,
+                _ => return Err(self.error("control character in a string")),
             }
         }
         let mut bytes = self.raw(content, self.pos).to_vec();
@@ -245,7 +257,7 @@ impl<'a> Walker<'a, '_, '_> {
             }
         }
         let text = String::from_utf8(bytes).map_err(|_| self.error("invalid UTF-8"))?;
-        Ok((start, self.pos, Cow::Owned(text)))
+        Ok((start, self.pos, Cow::Owned(text), None))
     }
 
     fn hex4(&mut self) -> Result<u32, String> {
@@ -301,15 +313,15 @@ impl<'a> Walker<'a, '_, '_> {
     /// selects it by name or pointer and whether that selection is weak (a
     /// rule only for secret-looking strings), and whether the allowlist
     /// keeps its value.
-    fn member_rule(&mut self, key: &str) -> (Option<(usize, bool)>, bool) {
-        let verdict = self.r.name(NameKind::Json, key);
+    fn member_rule(&mut self, key: &str) -> (Option<(usize, bool)>, bool, Option<String>) {
+        let (verdict, new_key) = self.r.name_and_text(NameKind::Json, key);
         let by_name = verdict.selection.map(|s| (s.rule, s.weak));
         let by_pointer = if self.track_path { self.pointer_rule(key).map(|rule| (rule, false)) } else { None };
         let rule = match (by_name, by_pointer) {
             (Some(a), Some(b)) => Some(if b.0 <= a.0 { b } else { a }),
             (a, b) => a.or(b),
         };
-        (rule, verdict.allowed)
+        (rule, verdict.allowed, new_key)
     }
 
     /// A weakly selected member: redacted only if its value is a string
@@ -375,7 +387,7 @@ impl<'a> Walker<'a, '_, '_> {
                 if !live {
                     self.value(depth + 1, false, false)?;
                 } else {
-                    let (rule, allowed) = self.member_rule(&key);
+                    let (rule, allowed, new_key) = self.member_rule(&key);
                     let replacement = match rule {
                         Some((rule, false)) => Some(self.redact_value(depth + 1, rule)?),
                         Some((rule, true)) => self.redact_if_secret(rule)?,
@@ -387,7 +399,7 @@ impl<'a> Walker<'a, '_, '_> {
                         }
                         wrote = true;
                         // Keys are free text too (maps keyed by e-mail address).
-                        match self.r.detect(&key) {
+                        match new_key {
                             Some(new_key) => {
                                 self.changed = true;
                                 write_string(&mut self.out, &new_key);

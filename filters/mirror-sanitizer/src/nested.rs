@@ -44,13 +44,17 @@ fn open_document(text: &str, profile: &Profile, r: &mut Redactor) -> Opened {
             Err(_) => {}
         }
     }
+    // Base64 padding is not a pair's `=`: base64 is tried first.
+    if profile.maybe_base64() && !text.trim_end_matches('=').contains('=') {
+        match open_base64(text, r) {
+            Opened::NotDocument => {}
+            opened => return opened,
+        }
+    }
     if profile.has_equals() {
         if let Some(opened) = open_pairs(text, r) {
             return opened;
         }
-    }
-    if profile.maybe_base64() {
-        return open_base64(text, r);
     }
     Opened::NotDocument
 }

@@ -8,7 +8,6 @@ use crate::mode::Replacement;
 use crate::names::{NameKind, NameVerdict};
 use crate::text::DEFAULT_PLACEHOLDER;
 use crate::vocabulary::looks_secret;
-use std::collections::HashMap;
 
 /// What the nested-document opener made of a free-text value.
 pub enum Opened {
@@ -23,9 +22,6 @@ pub enum Opened {
 /// Opens a value that holds a document of its own (see `nested`).
 pub type Opener = fn(&str, &Profile, &mut Redactor) -> Opened;
 
-/// Names remembered per kind in one request (keys repeat in large bodies).
-const NAME_CACHE: usize = 2048;
-
 pub struct Redactor<'a> {
     pub policy: &'a Policy,
     /// Redactions per rule, in the policy's rule order.
@@ -33,13 +29,12 @@ pub struct Redactor<'a> {
     /// How many documents deep the value being read is nested.
     pub nesting: usize,
     opener: Option<Opener>,
-    names: [HashMap<String, NameVerdict>; NameKind::COUNT],
 }
 
 impl<'a> Redactor<'a> {
     /// A redactor that reads values as text only.
     pub fn new(policy: &'a Policy) -> Self {
-        Self { policy, counts: vec![0; policy.rules.len()], nesting: 0, opener: None, names: Default::default() }
+        Self { policy, counts: vec![0; policy.rules.len()], nesting: 0, opener: None }
     }
 
     /// A redactor that first offers each free-text value to `opener`.
@@ -55,17 +50,15 @@ impl<'a> Redactor<'a> {
 
     /// The verdict on a name (cached for the request).
     pub fn name(&mut self, kind: NameKind, name: &str) -> NameVerdict {
-        let cache = self.names.get(kind.index());
-        if let Some(v) = cache.and_then(|c| c.get(name)) {
-            return *v;
-        }
-        let verdict = self.policy.name_verdict(kind, name);
-        if let Some(c) = self.names.get_mut(kind.index()) {
-            if c.len() < NAME_CACHE {
-                c.insert(name.to_string(), verdict);
-            }
-        }
-        verdict
+        self.policy.known(kind, name).verdict
+    }
+
+    /// The verdict on a name and, when the name itself holds something a
+    /// detector finds (a map keyed by e-mail address), its redacted form.
+    pub fn name_and_text(&mut self, kind: NameKind, name: &str) -> (NameVerdict, Option<String>) {
+        let known = self.policy.known(kind, name);
+        let text = if known.clean { None } else { self.detect_profiled(name, &Profile::of(name.as_bytes())) };
+        (known.verdict, text)
     }
 
     /// What a value under a name becomes: its rule's redaction, the
@@ -119,10 +112,14 @@ impl<'a> Redactor<'a> {
     /// own encoding, or else every detector match redacted. `None` if
     /// nothing changed.
     pub fn detect(&mut self, text: &str) -> Option<String> {
+        self.detect_with(text, Profile::of(text.as_bytes()))
+    }
+
+    /// `detect`, with the text's profile already taken.
+    pub fn detect_with(&mut self, text: &str, profile: Profile) -> Option<String> {
         if text.is_empty() {
             return None;
         }
-        let profile = Profile::of(text.as_bytes());
         if let Some(open) = self.opener {
             match open(text, &profile, self) {
                 Opened::Changed(t) => return Some(t),

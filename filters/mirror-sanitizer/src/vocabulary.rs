@@ -5,6 +5,7 @@
 //! and `gcp_private_key_id` are caught while `page`, `sort`, `tokenizer`,
 //! `keyboard` and `order_id` are not.
 
+use crate::text::FnvBuild;
 use std::collections::{HashMap, HashSet};
 
 /// The classes a name can fall in, as bits.
@@ -78,17 +79,17 @@ const DESCRIPTORS: &[&str] = &[
 /// the user exempted.
 #[derive(Debug, Clone)]
 pub struct Vocabulary {
-    single: HashMap<String, u8>,
+    single: HashMap<String, u8, FnvBuild>,
     /// By last word: the words before it and the classes of the phrase.
-    phrases: HashMap<String, Vec<(Vec<String>, u8)>>,
-    descriptors: HashSet<String>,
+    phrases: HashMap<String, Vec<(Vec<String>, u8)>, FnvBuild>,
+    descriptors: HashSet<String, FnvBuild>,
     /// Exempted names, as their words joined by single spaces.
-    exempt: HashSet<String>,
+    exempt: HashSet<String, FnvBuild>,
 }
 
 impl Default for Vocabulary {
     fn default() -> Self {
-        let mut v = Vocabulary { single: HashMap::new(), phrases: HashMap::new(), descriptors: HashSet::new(), exempt: HashSet::new() };
+        let mut v = Vocabulary { single: HashMap::default(), phrases: HashMap::default(), descriptors: HashSet::default(), exempt: HashSet::default() };
         for (list, class) in [(CREDENTIAL_WORDS, CREDENTIAL), (IDENTIFIER_WORDS, IDENTIFIER), (PERSONAL_WORDS, PERSONAL), (WEAK_WORDS, WEAK)] {
             for w in list {
                 v.add(w, class);

@@ -10,7 +10,7 @@ use mirror_sanitizer::body::{classify, sanitize_body, BodyKind};
 use mirror_sanitizer::config::Policy;
 use mirror_sanitizer::json::sanitize_json;
 use mirror_sanitizer::path::sanitize_path;
-use mirror_sanitizer::redact::Redactor;
+use mirror_sanitizer::nested::redactor;
 use mirror_sanitizer::request::sanitize_headers;
 use serde_json::{json, Value};
 
@@ -133,7 +133,7 @@ fn generated_json_comes_out_valid_and_without_its_secrets() {
         let mut planted = Vec::new();
         let doc = gen_value(&mut rng, 0, &mut planted);
         let text = if rng.chance(50) { doc.to_string() } else { serde_json::to_string_pretty(&doc).unwrap() };
-        let mut r = Redactor::new(&p);
+        let mut r = redactor(&p);
         let out = sanitize_json(text.as_bytes(), &mut r).unwrap_or_else(|e| panic!("case {i}: {e}\n{text}"));
         let out = out.map(|o| String::from_utf8(o).unwrap()).unwrap_or(text.clone());
         let reparsed: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("case {i}: output is not JSON ({e}):\n{out}"));
@@ -153,7 +153,7 @@ fn the_json_reader_accepts_exactly_what_serde_json_accepts() {
         let mut planted = Vec::new();
         let doc = gen_value(&mut rng, 0, &mut planted).to_string().into_bytes();
         let input = mutate(&mut rng, doc);
-        let ours = sanitize_json(&input, &mut Redactor::new(&p));
+        let ours = sanitize_json(&input, &mut redactor(&p));
         let theirs = serde_json::from_slice::<Value>(&input);
         // JSON has no number range; serde_json's f64 does. Such a body is
         // valid JSON and is sanitized like any other.
@@ -185,12 +185,12 @@ fn no_body_reader_panics_on_any_bytes() {
         let base = rng.pick(&seeds).to_vec();
         let input = if rng.chance(20) { (0..rng.below(200)).map(|_| rng.next() as u8).collect() } else { mutate(&mut rng, base) };
         for kind in &kinds {
-            let _ = sanitize_body(kind, &input, &mut Redactor::new(&p));
+            let _ = sanitize_body(kind, &input, &mut redactor(&p));
         }
         let text = String::from_utf8_lossy(&input);
-        let _ = sanitize_path(&format!("/users/{text}?{text}"), &mut Redactor::new(&p));
+        let _ = sanitize_path(&format!("/users/{text}?{text}"), &mut redactor(&p));
         let headers = vec![("cookie".to_string(), input.clone()), ("x-note".to_string(), input.clone()), (":path".to_string(), input.clone())];
-        let _ = sanitize_headers(&headers, &p.shadow, &mut Redactor::new(&p));
+        let _ = sanitize_headers(&headers, &p.shadow, &mut redactor(&p));
         let _ = classify(Some(&text), Some(&text));
     }
 }
