@@ -27,13 +27,14 @@ export ENVOY_BIN := $(ENVOY)
 export WASM_DIR := $(CURDIR)/$(WASM_OUT)
 
 .PHONY: help setup targets envoy wasm-bindgen build test unit-test wasm-unit-test \
-        harness-test e2e-test lint demo bench clean
+        harness-test e2e-test lint demo bench soak clean
 
 help:
 	@echo "make demo   build, start a real Envoy with the filters, and tour what they do"
 	@echo "make test   every test: unit (native + wasm32), end-to-end with Envoy, lints, manifests"
 	@echo "make build  the filter modules ($(WASM_TARGET), release)"
 	@echo "make bench  per-request cost of each module in the harness"
+	@echo "make soak   the four filters in one Envoy under load for SOAK_SECONDS (default 60), then the report"
 	@echo "make setup  install the toolchain targets, Envoy $(ENVOY_VERSION) and wasm-bindgen"
 
 setup: targets envoy wasm-bindgen
@@ -102,6 +103,14 @@ bench: build
 	@for scenario in examples/scenarios/*.yaml; do \
 	  echo "== $$scenario"; target/release/harness bench --scenario "$$scenario"; \
 	done
+
+# The four filters deployed together in one Envoy (two workers, mTLS, a
+# mirror, a canary, a failing backend) under a fixed load; prints the
+# report and fails when a bound does. SOAK_RATE sets requests per second.
+SOAK_SECONDS ?= 60
+SOAK_RATE ?= 100
+soak: envoy build
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_RATE=$(SOAK_RATE) cargo run --quiet -p e2e --bin soak
 
 clean:
 	cargo clean

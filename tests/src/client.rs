@@ -47,6 +47,25 @@ impl Request {
     /// Sends the request on an open connection (TCP, TLS) and reads the
     /// whole response; the connection is closed after it.
     pub fn send_over<S: Read + Write>(&self, mut stream: S) -> Result<Response, KitError> {
+        let mut headers = self.wire_headers();
+        headers.push(("connection".into(), "close".into()));
+        write_message(&mut stream, &format!("{} {} HTTP/1.1", self.method, self.path), &headers, &self.body)?;
+        let message = read_message(&mut BufReader::new(&mut stream), true)?
+            .ok_or_else(|| KitError::Protocol("connection closed without a response".into()))?;
+        Response::from_message(message)
+    }
+
+    /// Sends the request on an open connection and reads the response,
+    /// leaving the connection open for the next request (keep-alive).
+    pub fn send_keep_alive<S: Read + Write>(&self, stream: &mut S) -> Result<Response, KitError> {
+        write_message(stream, &format!("{} {} HTTP/1.1", self.method, self.path), &self.wire_headers(), &self.body)?;
+        let message = read_message(&mut BufReader::new(stream), true)?
+            .ok_or_else(|| KitError::Protocol("connection closed without a response".into()))?;
+        Response::from_message(message)
+    }
+
+    /// The headers as sent: `host` unless set, framing for a body.
+    fn wire_headers(&self) -> Vec<(String, String)> {
         let mut headers = self.headers.clone();
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
             headers.insert(0, ("host".into(), "localhost".into()));
@@ -57,11 +76,7 @@ impl Request {
         if !has_length && (!self.body.is_empty() || matches!(self.method.as_str(), "POST" | "PUT" | "PATCH")) {
             headers.push(("content-length".into(), self.body.len().to_string()));
         }
-        headers.push(("connection".into(), "close".into()));
-        write_message(&mut stream, &format!("{} {} HTTP/1.1", self.method, self.path), &headers, &self.body)?;
-        let message = read_message(&mut BufReader::new(&mut stream), true)?
-            .ok_or_else(|| KitError::Protocol("connection closed without a response".into()))?;
-        Response::from_message(message)
+        headers
     }
 }
 

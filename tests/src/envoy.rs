@@ -96,6 +96,12 @@ impl Envoy {
     /// Like [`Envoy::start_json`], with `workers` worker threads (each with
     /// its own Wasm VMs, sharing their shared data).
     pub fn start_json_with_workers(config: &Value, workers: usize) -> Result<Self, KitError> {
+        Self::start_json_with_args(config, workers, &[])
+    }
+
+    /// Like [`Envoy::start_json_with_workers`], with more command-line
+    /// options (`--drain-time-s 1`, …).
+    pub fn start_json_with_args(config: &Value, workers: usize, extra_args: &[&str]) -> Result<Self, KitError> {
         let binary = envoy_binary()?;
         let dir = ScratchDir::new()?;
         let config_path = dir.0.join("envoy.yaml");
@@ -115,6 +121,7 @@ impl Envoy {
             .arg(&admin_path)
             .args(["--use-dynamic-base-id", "--concurrency", &workers.to_string(), "--disable-hot-restart"])
             .args(["-l", &level, "--component-log-level", "wasm:debug"])
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err));
@@ -176,6 +183,16 @@ impl Envoy {
     /// The address of the HTTP listener.
     pub fn listener(&self) -> SocketAddr {
         self.listener
+    }
+
+    /// Envoy's process id (for its memory in `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The folder of this Envoy's config and log, removed when it stops.
+    pub fn scratch_dir(&self) -> &Path {
+        self._dir.path()
     }
 
     pub fn admin(&self) -> SocketAddr {

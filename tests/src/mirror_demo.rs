@@ -16,7 +16,7 @@ const KEY_ENV: &str = "MIRROR_SANITIZER_HASH_KEY";
 
 /// Gives every Wasm VM in the bootstrap the hash key (an operator sets it
 /// from a secret; the demo makes one up).
-fn with_key(mut config: Value, key: &str) -> Value {
+pub fn with_key(mut config: Value, key: &str) -> Value {
     fn walk(v: &mut Value, key: &str) {
         match v {
             Value::Object(map) => {

@@ -23,6 +23,9 @@ fn cert_error(what: &str) -> impl FnOnce(rcgen::Error) -> KitError + '_ {
     move |e| KitError::Protocol(format!("{what}: {e}"))
 }
 
+/// A client's TLS connection, over which requests can be sent one after another.
+pub type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
 /// A certificate and its key, as DER for the client and as PEM files for Envoy.
 pub struct Credential {
     pub cert_der: CertificateDer<'static>,
@@ -99,6 +102,19 @@ impl Pki {
                 builder.with_client_auth_cert(vec![c.cert_der.clone()], key).map_err(tls_error("client certificate"))
             }
         }
+    }
+
+    /// Opens a TLS connection to a listener whose certificate this CA
+    /// issued, presenting `client`'s certificate (or none); the caller may
+    /// send many requests over it (keep-alive).
+    pub fn connect(&self, to: SocketAddr, client: Option<&Credential>) -> Result<TlsStream, KitError> {
+        let config = Arc::new(self.client_config(client)?);
+        let name = ServerName::try_from("localhost").map_err(|e| KitError::Protocol(format!("server name: {e}")))?;
+        let conn = rustls::ClientConnection::new(config, name).map_err(tls_error("TLS client"))?;
+        let tcp = TcpStream::connect_timeout(&to, Duration::from_secs(15)).map_err(KitError::io("connecting to the listener"))?;
+        tcp.set_read_timeout(Some(Duration::from_secs(15))).map_err(KitError::io("setting a timeout"))?;
+        tcp.set_nodelay(true).map_err(KitError::io("setting TCP_NODELAY"))?;
+        Ok(rustls::StreamOwned::new(conn, tcp))
     }
 
     /// Sends `request` over TLS to a listener whose certificate this CA
