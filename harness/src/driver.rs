@@ -7,16 +7,13 @@
 //! handled as the plugin's failure policy says.
 
 use crate::abi::Action;
-use crate::host::maps::Access;
+use crate::access::Access;
+use crate::envoy_codec::{self, ClientSide};
 use crate::plugin::{FailurePolicy, Plugin};
 use crate::state::{HeaderMap, LocalResponse, StreamView};
 use crate::stream::{CallbackRecord, Forwarded, Outcome, Request, Response, UpstreamResponse};
 use crate::vm::Trap;
 use std::collections::BTreeMap;
-
-/// Bound on call-response rounds per callback, against modules that keep
-/// calling from their own call callbacks.
-const MAX_CALL_ROUNDS: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dir {
@@ -60,6 +57,11 @@ struct Maps {
 
 struct Driver<'a> {
     chain: &'a mut [Plugin],
+    /// What the response's framing depends on: HEAD, `connection: close`,
+    /// a request body not yet read.
+    client: ClientSide,
+    /// The request's end of stream has reached the filters.
+    request_ended: bool,
     slots: Vec<Slot>,
     maps: Maps,
     /// Body that has passed every filter, per direction.
@@ -90,6 +92,8 @@ pub fn run(chain: &mut [Plugin], request: &Request, upstream: &UpstreamResponse)
     let slots = chain.iter().map(|_| Slot::default()).collect();
     let mut driver = Driver {
         chain,
+        client: ClientSide { head: request.method.eq_ignore_ascii_case("HEAD"), close: request.close_connection, body_unread: false },
+        request_ended: false,
         slots,
         maps: Maps { request_headers: request.header_map(), ..Maps::default() },
         request_sink: Vec::new(),
@@ -105,13 +109,16 @@ pub fn run(chain: &mut [Plugin], request: &Request, upstream: &UpstreamResponse)
             driver.reply(None, reply);
         }
         Ok(()) => {
-            driver.forward();
+            driver.forward(upstream.route_timeout_ms);
             driver.upstream_attempts(upstream.attempts);
             if let Err(stop) = driver.response_phase(upstream) {
                 driver.finish_response(stop);
             }
         }
-        Err(Stop::Reply(i, reply)) => driver.reply(Some(i), reply),
+        Err(Stop::Reply(i, reply)) => {
+            driver.client.body_unread = !driver.request_ended;
+            driver.reply(Some(i), reply);
+        }
         Err(stop) => driver.finish_response(stop),
     }
     driver.close(before)
@@ -128,7 +135,7 @@ impl Driver<'_> {
                 match plugin.config.failure_policy {
                     FailurePolicy::FailReload if plugin.reload_due() => {
                         if let Err(e) = plugin.reload() {
-                            plugin.start_logs.push(crate::state::LogRecord { level: crate::abi::LogLevel::Error, message: e.to_string() });
+                            plugin.start_logs.push(crate::state::LogRecord::host(crate::abi::LogLevel::Error, e.to_string()));
                         }
                     }
                     FailurePolicy::FailOpen => slot.skip = true,
@@ -136,7 +143,12 @@ impl Driver<'_> {
                 }
             }
             let state = plugin.vm.store.data_mut();
-            state.stream = Some(StreamView { properties: request.properties.clone(), routing: true, ..StreamView::default() });
+            state.stream = Some(StreamView {
+                properties: request.properties.clone(),
+                call_script: request.calls.clone(),
+                routing: true,
+                ..StreamView::default()
+            });
             before.push((state.host_calls.clone(), plugin.vm.fuel_used()));
         }
         before
@@ -167,7 +179,7 @@ impl Driver<'_> {
         }
         let mut result = plugin.vm.call(callback, args);
         if result.is_ok() {
-            result = deliver_calls(plugin, context).map(|()| result.unwrap_or_default());
+            result = crate::replies::deliver_all(&mut plugin.vm, context).map(|()| result.unwrap_or_default());
         }
         let state = plugin.vm.store.data_mut();
         state.access = Access::default();
@@ -251,6 +263,7 @@ impl Driver<'_> {
 
     fn request_phase(&mut self, request: &Request) -> Result<(), Stop> {
         let end_at_headers = request.body.is_empty() && request.trailers.is_empty();
+        self.request_ended = end_at_headers;
         for i in 0..self.chain.len() {
             if self.slots.get(i).is_some_and(|s| s.skip) {
                 continue;
@@ -286,6 +299,9 @@ impl Driver<'_> {
         }
         for chunk in chunks {
             self.push_body(dir, 0, chunk.clone(), false)?;
+        }
+        if dir == Dir::Request {
+            self.request_ended = true;
         }
         if has_trailers {
             return self.trailers(dir);
@@ -371,8 +387,8 @@ impl Driver<'_> {
 
     /// Records what the upstream receives. Like Envoy's HTTP/1 codec, a
     /// `content-length` the filters left in place frames the body: a longer
-    /// body is cut to it.
-    fn forward(&mut self) {
+    /// body is cut to it. The router adds its timeout header.
+    fn forward(&mut self, route_timeout_ms: u32) {
         let headers = &self.maps.request_headers;
         let mut body = std::mem::take(&mut self.request_sink);
         let declared = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<usize>().ok());
@@ -383,11 +399,12 @@ impl Driver<'_> {
                 self.out.stalled = Some(format!("content-length says {declared} bytes but the body has {}: the upstream waits for the rest", body.len()));
             }
         }
+        let had_body = !body.is_empty() || !self.maps.request_trailers.is_empty();
         self.out.upstream = Some(Forwarded {
             method: pseudo(headers, ":method"),
             path: pseudo(headers, ":path"),
             authority: pseudo(headers, ":authority"),
-            headers: regular(headers),
+            headers: envoy_codec::upstream_request(regular(headers), had_body, route_timeout_ms),
             body,
             trailers: text(&self.maps.request_trailers),
         });
@@ -405,6 +422,10 @@ impl Driver<'_> {
     fn response_phase(&mut self, upstream: &UpstreamResponse) -> Result<(), Stop> {
         self.maps.response_headers = upstream.header_map();
         self.maps.response_trailers = upstream.trailers.iter().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect();
+        // A response to HEAD ends at its headers, whatever its length says.
+        if self.client.head {
+            return self.encode(&[], false);
+        }
         self.encode(&upstream.body, !upstream.trailers.is_empty())
     }
 
@@ -440,7 +461,8 @@ impl Driver<'_> {
         }
         self.maps.response_headers = reply_headers(&reply);
         self.maps.response_trailers = Vec::new();
-        let body = if reply.body.is_empty() { Vec::new() } else { vec![reply.body.clone()] };
+        // Envoy answers HEAD with the headers alone (content-length kept).
+        let body = if reply.body.is_empty() || self.client.head { Vec::new() } else { vec![reply.body.clone()] };
         if let Err(stop) = self.encode(&body, false) {
             self.finish_response(stop);
             return;
@@ -462,14 +484,13 @@ impl Driver<'_> {
         }
     }
 
+    /// What the client receives: the response as the filters left it,
+    /// framed by Envoy's HTTP/1 codec.
     fn respond(&mut self) {
         let headers = &self.maps.response_headers;
-        self.out.response = Some(Response {
-            status: pseudo(headers, ":status").parse().unwrap_or(0),
-            headers: regular(headers),
-            body: std::mem::take(&mut self.response_sink),
-            trailers: text(&self.maps.response_trailers),
-        });
+        let status = pseudo(headers, ":status").parse().unwrap_or(0);
+        let (headers, body) = envoy_codec::client_response(status, regular(headers), std::mem::take(&mut self.response_sink), self.client);
+        self.out.response = Some(Response { status, headers, body, trailers: text(&self.maps.response_trailers) });
     }
 
     /// Log, done and delete for every context created; then gathers logs,
@@ -524,29 +545,4 @@ fn reply_headers(reply: &LocalResponse) -> HeaderMap {
         map.push(("content-type".into(), b"text/plain".to_vec()));
     }
     map
-}
-
-/// Answers the calls a callback made, through the module's call callbacks,
-/// until no call is pending.
-fn deliver_calls(plugin: &mut Plugin, context: u32) -> Result<(), Trap> {
-    for _ in 0..MAX_CALL_ROUNDS {
-        let pending = std::mem::take(&mut plugin.vm.store.data_mut().pending_calls);
-        let ready = {
-            let state = plugin.vm.store.data();
-            let mut queue = crate::state::lock(&state.shared.queue_ready);
-            let (mine, others): (Vec<_>, Vec<_>) = queue.drain(..).partition(|(vm, _, _)| *vm == state.vm_serial);
-            *queue = others;
-            mine
-        };
-        if pending.is_empty() && ready.is_empty() {
-            return Ok(());
-        }
-        for (_, root, token) in ready {
-            plugin.vm.call("proxy_on_queue_ready", &[root as i32, token as i32])?;
-        }
-        for (token, grpc) in pending {
-            crate::replies::answer(plugin, context, token, grpc)?;
-        }
-    }
-    Ok(())
 }

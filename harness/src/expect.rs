@@ -1,7 +1,7 @@
 //! Checks an outcome against a scenario step's expectations; each failed
 //! expectation is one line saying what was expected and what happened.
 
-use crate::scenario::{Expect, MessageExpect};
+use crate::scenario::{Expect, HeaderWant, MessageExpect};
 use crate::state::SharedState;
 use crate::stream::Outcome;
 
@@ -13,10 +13,15 @@ fn check_message(side: &str, expect: &MessageExpect, path: Option<&str>, headers
     }
     for (name, want) in &expect.headers.0 {
         let name = name.to_ascii_lowercase();
-        match headers.iter().find(|(k, _)| *k == name) {
-            Some((_, got)) if got == want => {}
-            Some((_, got)) => out.push(format!("{side} header {name}: expected {want:?}, got {got:?}")),
-            None => out.push(format!("{side} header {name}: expected {want:?}, but it is absent")),
+        let got: Vec<&str> = headers.iter().filter(|(k, _)| *k == name).map(|(_, v)| v.as_str()).collect();
+        match (want, got.first()) {
+            (HeaderWant::First(want), Some(first)) if want == first => {}
+            (HeaderWant::First(want), Some(first)) => out.push(format!("{side} header {name}: expected {want:?}, got {first:?}")),
+            (HeaderWant::First(want), None) => out.push(format!("{side} header {name}: expected {want:?}, but it is absent")),
+            (HeaderWant::All(want), _) if *want == got => {}
+            (HeaderWant::All(want), _) => out.push(format!("{side} header {name}: expected the values {want:?} in order, got {got:?}")),
+            (HeaderWant::Absent, None) => {}
+            (HeaderWant::Absent, Some(_)) => out.push(format!("{side} header {name}: expected absent, got {got:?}")),
         }
     }
     for name in &expect.absent_headers {
@@ -26,8 +31,9 @@ fn check_message(side: &str, expect: &MessageExpect, path: Option<&str>, headers
         }
     }
     if let Some(want) = &expect.body {
-        let got = String::from_utf8_lossy(body);
-        if *want != got {
+        let want = want.bytes();
+        if want != body {
+            let (want, got) = (String::from_utf8_lossy(&want), String::from_utf8_lossy(body));
             out.push(format!("{side} body: expected {want:?}, got {got:?}"));
         }
     }
@@ -80,4 +86,41 @@ pub fn check(expect: &Expect, outcome: &Outcome, shared: &SharedState) -> Vec<St
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::HeaderExpect;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn all_values_in_order_and_absence_are_checked() {
+        let headers = pairs(&[("x-a", "1"), ("x-b", "gone?"), ("x-a", "2")]);
+        let expect = MessageExpect {
+            headers: HeaderExpect(vec![
+                ("x-a".into(), HeaderWant::All(vec!["1".into(), "2".into()])),
+                ("x-a".into(), HeaderWant::First("1".into())),
+                ("x-c".into(), HeaderWant::Absent),
+            ]),
+            ..MessageExpect::default()
+        };
+        let mut out = Vec::new();
+        check_message("upstream", &expect, None, &headers, b"", &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        let expect = MessageExpect {
+            headers: HeaderExpect(vec![
+                ("x-a".into(), HeaderWant::All(vec!["2".into(), "1".into()])),
+                ("x-b".into(), HeaderWant::Absent),
+            ]),
+            ..MessageExpect::default()
+        };
+        check_message("upstream", &expect, None, &headers, b"", &mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out[0].contains("in order"), "{out:?}");
+        assert!(out[1].contains("expected absent"), "{out:?}");
+    }
 }

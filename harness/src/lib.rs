@@ -4,14 +4,18 @@
 //! real `.wasm`, and for trying a filter without an Envoy.
 
 pub mod abi;
+pub mod access;
 pub mod bench;
+pub mod call_reply;
 pub mod driver;
+pub mod envoy_codec;
 pub mod error;
 pub mod expect;
 pub mod host;
 pub mod module;
 pub mod plugin;
 pub mod properties;
+pub mod property_path;
 pub mod replies;
 pub mod report;
 pub mod scenario;

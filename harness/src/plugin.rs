@@ -50,6 +50,9 @@ pub struct PluginConfig {
     /// replaced (Envoy's `reload_config.backoff`, base 1 s); until then
     /// requests get 503.
     pub reload_backoff: std::time::Duration,
+    /// Worker threads (Envoy's `--concurrency`), each with a VM of its own;
+    /// requests go to the first. 1 by default.
+    pub workers: usize,
 }
 
 impl PluginConfig {
@@ -60,6 +63,7 @@ impl PluginConfig {
             root_id: root_id.to_string(),
             reload_backoff: std::time::Duration::from_secs(1),
             log_level: crate::abi::LogLevel::Info,
+            workers: 1,
             ..Self::default()
         }
     }
@@ -108,6 +112,12 @@ impl PluginConfig {
         self
     }
 
+    /// `n` worker VMs (at least one), as Envoy starts with `--concurrency n`.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
+    }
+
     pub fn clock(mut self, nanos: u64) -> Self {
         self.now_nanos = Some(nanos);
         self
@@ -120,7 +130,11 @@ pub struct Plugin {
     info: Arc<PluginInfo>,
     pub config: PluginConfig,
     pub shared: Arc<SharedState>,
+    /// The first worker's VM, which serves the requests.
     pub vm: Vm,
+    /// The main thread's VM and the other workers' VMs: started,
+    /// configured and ticking like the first, but no request reaches them.
+    pub other_workers: Vec<Vm>,
     /// VMs created after a trap under FAIL_RELOAD.
     pub reloads: u32,
     /// When the current VM was loaded.
@@ -142,8 +156,67 @@ impl Plugin {
             vm_configuration: config.vm_configuration.clone(),
             env: config.env.clone(),
         });
-        let (vm, start_logs) = boot(module, &info, &config, &shared)?;
-        Ok(Self { module: module.clone(), info, config, shared, vm, reloads: 0, loaded_at: std::time::Instant::now(), start_logs })
+        // Seen in Envoy 1.40: the main thread configures the plugin twice
+        // (a check whose VM is then dropped, and a VM that stays and
+        // ticks), then each worker starts its own VM.
+        let (_, mut start_logs) = boot(module, &info, &config, &shared)?;
+        let (main_thread, logs) = boot(module, &info, &config, &shared)?;
+        start_logs.extend(logs);
+        let (vm, logs) = boot(module, &info, &config, &shared)?;
+        start_logs.extend(logs);
+        let mut other_workers = vec![main_thread];
+        for _ in 1..config.workers.max(1) {
+            let (worker, logs) = boot(module, &info, &config, &shared)?;
+            start_logs.extend(logs);
+            other_workers.push(worker);
+        }
+        Ok(Self {
+            module: module.clone(),
+            info,
+            config,
+            shared,
+            vm,
+            other_workers,
+            reloads: 0,
+            loaded_at: std::time::Instant::now(),
+            start_logs,
+        })
+    }
+
+    /// Lets virtual time pass: every VM's timer fires each time its period
+    /// comes round (in time order across VMs, with the clock at each tick),
+    /// and calls made from a tick are answered. Returns the first trap.
+    pub fn advance(&mut self, by: std::time::Duration) -> Result<(), crate::vm::Trap> {
+        let until = self.shared.elapsed().saturating_add(by).as_nanos() as u64;
+        loop {
+            let next = std::iter::once(&mut self.vm)
+                .chain(self.other_workers.iter_mut())
+                .filter(|vm| vm.failed.is_none() && vm.store.data().tick_period_ms > 0 && vm.store.data().next_tick_at <= until)
+                .min_by_key(|vm| vm.store.data().next_tick_at);
+            let Some(vm) = next else { break };
+            let at = vm.store.data().next_tick_at;
+            self.shared.advance_to(at);
+            let root = vm.root_context_id;
+            vm.call("proxy_on_tick", &[root as i32])?;
+            crate::replies::deliver_all(vm, root)?;
+            let state = vm.store.data_mut();
+            // Unless the tick re-armed the timer, the next one is a period on.
+            if state.next_tick_at == at {
+                state.next_tick_at = at.saturating_add(u64::from(state.tick_period_ms) * 1_000_000);
+            }
+        }
+        self.shared.advance_to(until);
+        Ok(())
+    }
+
+    /// Log lines the VMs logged outside any request (ticks, calls they
+    /// made), taken from every VM.
+    pub fn take_background_logs(&mut self) -> Vec<LogRecord> {
+        let mut logs = std::mem::take(&mut self.vm.store.data_mut().logs);
+        for vm in &mut self.other_workers {
+            logs.append(&mut vm.store.data_mut().logs);
+        }
+        logs
     }
 
     /// True once the reload backoff has passed since the VM was loaded.
@@ -191,6 +264,11 @@ impl Plugin {
         &self.vm.store.data().logs
     }
 
+    /// The names and configuration the plugin was started with.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
     pub fn module(&self) -> &Module {
         &self.module
     }
@@ -228,7 +306,11 @@ fn boot(module: &Module, info: &Arc<PluginInfo>, config: &PluginConfig, shared: 
         ("proxy_on_configure", vec![root, info.plugin_configuration.len() as i32]),
     ];
     for (callback, args) in steps {
-        match vm.call(callback, &args) {
+        // Envoy hands the plugin configuration over only while it configures.
+        vm.store.data_mut().configuring = callback == "proxy_on_configure";
+        let result = vm.call(callback, &args);
+        vm.store.data_mut().configuring = false;
+        match result {
             Ok(Some(0)) if callback != "proxy_on_context_create" => {
                 return Err(failed(&mut vm, format!("{callback} returned false")));
             }

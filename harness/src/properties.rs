@@ -4,60 +4,7 @@
 
 use crate::state::{HeaderMap, HostState, StreamView};
 use filter_common::codec::encode_pairs;
-use serde::{Deserialize, Serialize};
-
-/// A property value a test sets (e.g. the peer principal).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum PropertyValue {
-    Bool(bool),
-    Int(i64),
-    String(String),
-    /// A map property such as `request.headers`.
-    Map(Vec<(String, String)>),
-}
-
-impl PropertyValue {
-    /// The bytes Envoy hands a module for this value.
-    pub fn encode(&self) -> Vec<u8> {
-        match self {
-            Self::Bool(b) => vec![u8::from(*b)],
-            Self::Int(i) => i.to_le_bytes().to_vec(),
-            Self::String(s) => s.as_bytes().to_vec(),
-            Self::Map(pairs) => encode_pairs(pairs),
-        }
-    }
-}
-
-impl From<&str> for PropertyValue {
-    fn from(s: &str) -> Self {
-        Self::String(s.to_string())
-    }
-}
-
-impl From<bool> for PropertyValue {
-    fn from(b: bool) -> Self {
-        Self::Bool(b)
-    }
-}
-
-impl From<i64> for PropertyValue {
-    fn from(i: i64) -> Self {
-        Self::Int(i)
-    }
-}
-
-/// Splits a dotted name (`connection.uri_san_peer_certificate`) into path
-/// segments; `request.headers.x-id` becomes three segments.
-pub fn split_path(dotted: &str) -> Vec<String> {
-    dotted.split('.').map(str::to_string).collect()
-}
-
-/// Decodes the ABI's NUL-separated path (the SDK ends each segment with NUL).
-pub fn decode_path(bytes: &[u8]) -> Vec<String> {
-    let trimmed = bytes.strip_suffix(&[0]).unwrap_or(bytes);
-    trimmed.split(|b| *b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
-}
+pub use crate::property_path::{decode_path, split_path, PropertyValue};
 
 fn header<'a>(map: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
     map.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())

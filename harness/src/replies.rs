@@ -1,9 +1,11 @@
-//! Answers to the module's own HTTP and gRPC calls, from the clusters the
-//! plugin was configured with, delivered through the ABI's call callbacks.
+//! Answers to the module's own HTTP and gRPC calls, as planned when each was
+//! made (the request's script, else the plugin's cluster), delivered through
+//! the ABI's call callbacks; a call whose answer comes after its timeout
+//! gets the failure Envoy reports for a timeout.
 
-use crate::plugin::Plugin;
-use crate::state::{CallResponse, HeaderMap};
-use crate::vm::Trap;
+use crate::call_reply::CallReply;
+use crate::state::{CallPlan, CallResponse, HeaderMap};
+use crate::vm::{Trap, Vm};
 
 fn bytes_map(pairs: &[(String, String)]) -> HeaderMap {
     pairs.iter().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect()
@@ -11,23 +13,29 @@ fn bytes_map(pairs: &[(String, String)]) -> HeaderMap {
 
 /// Delivers the answer to call `token`, made by context `fallback_context`
 /// unless the call recorded its own.
-pub fn answer(plugin: &mut Plugin, fallback_context: u32, token: u32, grpc: bool) -> Result<(), Trap> {
-    let state = plugin.vm.store.data();
-    let (context, cluster, streaming) = if grpc {
+pub fn answer(vm: &mut Vm, fallback_context: u32, token: u32, grpc: bool) -> Result<(), Trap> {
+    let state = vm.store.data();
+    let (context, streaming) = if grpc {
         match state.grpc_calls.iter().find(|c| c.token == token) {
-            Some(c) => (c.context_id, c.cluster.clone(), c.streaming),
+            Some(c) => (c.context_id, c.streaming),
             None => return Ok(()),
         }
     } else {
         match state.http_calls.iter().find(|c| c.token == token) {
-            Some(c) => (c.context_id, c.cluster.clone(), false),
+            Some(c) => (c.context_id, false),
             None => return Ok(()),
         }
     };
     let context = if context == 0 { fallback_context } else { context } as i32;
-    let Some(reply) = state.clusters.get(&cluster).cloned() else { return Ok(()) };
+    let Some(plan) = vm.store.data_mut().call_plans.remove(&token) else { return Ok(()) };
+    let timed_out = plan.times_out();
+    let mut reply = plan.reply;
+    if timed_out {
+        // Envoy's async client: an HTTP call that timed out fails without a
+        // response; a gRPC one closes with DEADLINE_EXCEEDED.
+        reply = CallReply { fail: !grpc, grpc_status: 4, grpc_message: String::new(), ..CallReply::default() };
+    }
     let token = token as i32;
-    let vm = &mut plugin.vm;
 
     if !grpc {
         let headers = if reply.fail {
@@ -73,4 +81,41 @@ pub fn answer(plugin: &mut Plugin, fallback_context: u32, token: u32, grpc: bool
     })();
     vm.store.data_mut().call_response = None;
     result
+}
+
+/// Bound on call-response rounds per callback, against modules that keep
+/// calling from their own call callbacks.
+const MAX_CALL_ROUNDS: usize = 64;
+
+/// Answers the calls a callback made (and announces queue items), through
+/// the module's call callbacks, until nothing is pending. Answers arrive in
+/// the order of their virtual arrival time; the clock moves to each one.
+pub fn deliver_all(vm: &mut Vm, context: u32) -> Result<(), Trap> {
+    for _ in 0..MAX_CALL_ROUNDS {
+        let pending = std::mem::take(&mut vm.store.data_mut().pending_calls);
+        let ready = {
+            let state = vm.store.data();
+            let mut queue = crate::state::lock(&state.shared.queue_ready);
+            let (mine, others): (Vec<_>, Vec<_>) = queue.drain(..).partition(|(owner, _, _)| *owner == state.vm_serial);
+            *queue = others;
+            mine
+        };
+        if pending.is_empty() && ready.is_empty() {
+            return Ok(());
+        }
+        for (_, root, token) in ready {
+            vm.call("proxy_on_queue_ready", &[root as i32, token as i32])?;
+        }
+        let mut pending: Vec<(u64, u32, bool)> = {
+            let plans = &vm.store.data().call_plans;
+            pending.into_iter().map(|(token, grpc)| (plans.get(&token).map_or(0, CallPlan::due), token, grpc)).collect()
+        };
+        pending.sort_by_key(|(due, _, _)| *due);
+        for (due, token, grpc) in pending {
+            let shared = std::sync::Arc::clone(&vm.store.data().shared);
+            shared.advance_to(due);
+            answer(vm, context, token, grpc)?;
+        }
+    }
+    Ok(())
 }

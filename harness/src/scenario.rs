@@ -42,18 +42,138 @@ impl<'de> Deserialize<'de> for Pairs {
     }
 }
 
+/// What a scenario expects of one header name: its first value, all its
+/// values in order (a list), or its absence (`null`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderWant {
+    First(String),
+    All(Vec<String>),
+    Absent,
+}
+
+impl<'de> Deserialize<'de> for HeaderWant {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_yaml::Value::deserialize(d)?;
+        match value {
+            serde_yaml::Value::Null => Ok(Self::Absent),
+            serde_yaml::Value::Sequence(items) => items
+                .into_iter()
+                .map(|v| scalar_text(v).ok_or_else(|| de::Error::custom("each value must be a string, number or boolean")))
+                .collect::<Result<_, _>>()
+                .map(Self::All),
+            other => scalar_text(other)
+                .map(Self::First)
+                .ok_or_else(|| de::Error::custom("expected a value, a list of values in order, or null for absent")),
+        }
+    }
+}
+
+/// Expected headers by name, in the order written (a map or a list of pairs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderExpect(pub Vec<(String, HeaderWant)>);
+
+impl<'de> Deserialize<'de> for HeaderExpect {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ExpectVisitor;
+        impl<'de> Visitor<'de> for ExpectVisitor {
+            type Value = HeaderExpect;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of names to a value, a list of values or null, or a list of [name, value] pairs")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeaderExpect, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, HeaderWant>()? {
+                    pairs.push((k, v));
+                }
+                Ok(HeaderExpect(pairs))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HeaderExpect, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some((k, v)) = seq.next_element::<(String, HeaderWant)>()? {
+                    pairs.push((k, v));
+                }
+                Ok(HeaderExpect(pairs))
+            }
+        }
+        d.deserialize_any(ExpectVisitor)
+    }
+}
+
+fn scalar_text(value: serde_yaml::Value) -> Option<String> {
+    match value {
+        serde_yaml::Value::String(s) => Some(s),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A body as bytes: written as text, as `{ base64: ... }`, or as
+/// `{ file: path }` (relative to the scenario file, read when it loads), so
+/// binary bodies arrive byte for byte.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BodySpec {
+    Bytes(Vec<u8>),
+    File(String),
+    #[default]
+    Empty,
+}
+
+impl BodySpec {
+    /// The bytes; a file not yet read (a scenario parsed, not loaded) is empty.
+    pub fn bytes(&self) -> Vec<u8> {
+        match self {
+            Self::Bytes(b) => b.clone(),
+            Self::File(_) | Self::Empty => Vec::new(),
+        }
+    }
+
+    fn resolve(&mut self, base: &Path, field: &str) -> Result<(), HarnessError> {
+        if let Self::File(name) = self {
+            let path = base.join(&*name);
+            let bytes = std::fs::read(&path).map_err(|e| HarnessError::Scenario(format!("{field}: {}: {e}", path.display())))?;
+            *self = Self::Bytes(bytes);
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for BodySpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Form {
+            base64: Option<String>,
+            file: Option<String>,
+        }
+        let value = serde_yaml::Value::deserialize(d)?;
+        if let serde_yaml::Value::Mapping(_) = value {
+            let form = Form::deserialize(value).map_err(de::Error::custom)?;
+            return match form {
+                Form { base64: Some(text), file: None } => {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(text.trim())
+                        .map(Self::Bytes)
+                        .map_err(|e| de::Error::custom(format!("base64: {e}")))
+                }
+                Form { base64: None, file: Some(file) } => Ok(Self::File(file)),
+                _ => Err(de::Error::custom("a body is text, `{ base64: ... }` or `{ file: path }`")),
+            };
+        }
+        scalar_text(value)
+            .map(|t| Self::Bytes(t.into_bytes()))
+            .ok_or_else(|| de::Error::custom("a body is text, `{ base64: ... }` or `{ file: path }`"))
+    }
+}
+
 /// A header value written as a string, number or boolean.
 struct ScalarText(String);
 
 impl<'de> Deserialize<'de> for ScalarText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = serde_yaml::Value::deserialize(d)?;
-        match value {
-            serde_yaml::Value::String(s) => Ok(Self(s)),
-            serde_yaml::Value::Number(n) => Ok(Self(n.to_string())),
-            serde_yaml::Value::Bool(b) => Ok(Self(b.to_string())),
-            _ => Err(de::Error::custom("expected a string, number or boolean")),
-        }
+        scalar_text(value).map(Self).ok_or_else(|| de::Error::custom("expected a string, number or boolean"))
     }
 }
 
@@ -62,7 +182,9 @@ impl<'de> Deserialize<'de> for ScalarText {
 pub struct PluginSpec {
     #[serde(default)]
     pub root_id: Option<String>,
-    /// The plugin configuration, written as YAML/JSON and passed as JSON.
+    /// The plugin configuration: a YAML/JSON structure is passed as JSON
+    /// (as Istio passes `pluginConfig`); a string is passed as it is, like
+    /// the `value` of Envoy's `StringValue` (`config: "plain text"`).
     #[serde(default)]
     pub config: Option<serde_json::Value>,
     #[serde(default)]
@@ -78,6 +200,9 @@ pub struct PluginSpec {
     /// What the module is told Envoy's log level is (default info).
     #[serde(default)]
     pub log_level: Option<crate::abi::LogLevel>,
+    /// Worker VMs (Envoy's `--concurrency`); requests go to the first.
+    #[serde(default)]
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -88,11 +213,33 @@ pub struct ReplySpec {
     #[serde(default)]
     pub headers: Pairs,
     #[serde(default)]
-    pub body: String,
+    pub body: BodySpec,
     #[serde(default)]
     pub grpc_status: u32,
     #[serde(default)]
+    pub grpc_message: String,
+    /// The call fails (reset): no response reaches the module.
+    #[serde(default)]
     pub fail: bool,
+    /// The answer comes this long after the call, in virtual time; at or
+    /// past the call's own timeout the call times out instead.
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+impl ReplySpec {
+    pub fn to_reply(&self) -> CallReply {
+        CallReply {
+            status: self.status,
+            headers: self.headers.0.clone(),
+            body: self.body.bytes(),
+            trailers: Vec::new(),
+            grpc_status: self.grpc_status,
+            grpc_message: self.grpc_message.clone(),
+            fail: self.fail,
+            delay: std::time::Duration::from_millis(self.delay_ms),
+        }
+    }
 }
 
 fn ok_status() -> u16 {
@@ -117,9 +264,9 @@ pub struct RequestSpec {
     #[serde(default)]
     pub headers: Pairs,
     #[serde(default)]
-    pub body: Option<String>,
+    pub body: Option<BodySpec>,
     #[serde(default)]
-    pub chunks: Vec<String>,
+    pub chunks: Vec<BodySpec>,
     #[serde(default)]
     pub trailers: Pairs,
     #[serde(default)]
@@ -134,12 +281,19 @@ pub struct UpstreamSpec {
     #[serde(default)]
     pub headers: Pairs,
     #[serde(default)]
-    pub body: Option<String>,
+    pub body: Option<BodySpec>,
+    /// The body in chunks, framed without a content-length (chunked, or
+    /// until the upstream closes): each chunk is one body callback.
+    #[serde(default)]
+    pub chunks: Vec<BodySpec>,
     #[serde(default)]
     pub trailers: Pairs,
     /// Router attempts, retries included (`upstream.request_attempt_count`).
     #[serde(default)]
     pub attempts: Option<u32>,
+    /// The route's timeout (default 15000; 0: none).
+    #[serde(default)]
+    pub route_timeout_ms: Option<u32>,
 }
 
 /// Expectations on headers and body of one side.
@@ -148,12 +302,13 @@ pub struct UpstreamSpec {
 pub struct MessageExpect {
     #[serde(default)]
     pub path: Option<String>,
+    /// By name: the first value, every value in order (a list), or absent (null).
     #[serde(default)]
-    pub headers: Pairs,
+    pub headers: HeaderExpect,
     #[serde(default)]
     pub absent_headers: Vec<String>,
     #[serde(default)]
-    pub body: Option<String>,
+    pub body: Option<BodySpec>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -192,6 +347,14 @@ pub struct Step {
     pub request: RequestSpec,
     #[serde(default)]
     pub upstream: Option<UpstreamSpec>,
+    /// Answers to the module's calls made during this request, by cluster,
+    /// in the order the calls are made; the plugin's `clusters` answer the rest.
+    #[serde(default)]
+    pub calls: BTreeMap<String, Vec<ReplySpec>>,
+    /// Virtual time that passes before this request: every VM's timer fires
+    /// as often as its tick period fits in it. No real time passes.
+    #[serde(default)]
+    pub advance_ms: u64,
     #[serde(default)]
     pub expect: Expect,
 }
@@ -210,11 +373,68 @@ pub struct Scenario {
 impl Scenario {
     pub fn load(path: &Path) -> Result<Self, HarnessError> {
         let text = std::fs::read_to_string(path).map_err(|e| HarnessError::Scenario(format!("{}: {e}", path.display())))?;
-        Self::parse(&path.display().to_string(), &text)
+        let mut scenario = Self::parse(&path.display().to_string(), &text)?;
+        scenario.read_body_files(path.parent().unwrap_or(Path::new(".")))?;
+        Ok(scenario)
+    }
+
+    /// Reads every `{ file: ... }` body, relative to `base`.
+    pub fn read_body_files(&mut self, base: &Path) -> Result<(), HarnessError> {
+        for (name, reply) in self.plugin.clusters.iter_mut() {
+            reply.body.resolve(base, &format!("plugin.clusters.{name}.body"))?;
+        }
+        for (i, step) in self.requests.iter_mut().enumerate() {
+            let at = format!("requests[{i}]");
+            if let Some(body) = step.request.body.as_mut() {
+                body.resolve(base, &format!("{at}.request.body"))?;
+            }
+            for (j, chunk) in step.request.chunks.iter_mut().enumerate() {
+                chunk.resolve(base, &format!("{at}.request.chunks[{j}]"))?;
+            }
+            if let Some(up) = step.upstream.as_mut() {
+                if let Some(body) = up.body.as_mut() {
+                    body.resolve(base, &format!("{at}.upstream.body"))?;
+                }
+                for (j, chunk) in up.chunks.iter_mut().enumerate() {
+                    chunk.resolve(base, &format!("{at}.upstream.chunks[{j}]"))?;
+                }
+            }
+            for (side, expect) in [("upstream", step.expect.upstream.as_mut()), ("response", step.expect.response.as_mut())] {
+                if let Some(body) = expect.and_then(|e| e.body.as_mut()) {
+                    body.resolve(base, &format!("{at}.expect.{side}.body"))?;
+                }
+            }
+            for (cluster, replies) in step.calls.iter_mut() {
+                for (j, reply) in replies.iter_mut().enumerate() {
+                    reply.body.resolve(base, &format!("{at}.calls.{cluster}[{j}].body"))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Parses a scenario; errors read `file:line:column: field: problem`.
     pub fn parse(name: &str, text: &str) -> Result<Self, HarnessError> {
+        let scenario = Self::parse_fields(name, text)?;
+        scenario.check_property_names(name)?;
+        Ok(scenario)
+    }
+
+    /// Every property name must parse (brackets closed, quotes matched).
+    fn check_property_names(&self, file: &str) -> Result<(), HarnessError> {
+        let plugin = self.plugin.properties.keys().map(|k| ("plugin.properties".to_string(), k));
+        let requests = self
+            .requests
+            .iter()
+            .enumerate()
+            .flat_map(|(i, step)| step.request.properties.keys().map(move |k| (format!("requests[{i}].request.properties"), k)));
+        for (field, name) in plugin.chain(requests) {
+            crate::property_path::parse_path(name).map_err(|e| HarnessError::Scenario(format!("{file}: {field}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn parse_fields(name: &str, text: &str) -> Result<Self, HarnessError> {
         let de = serde_yaml::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();
@@ -239,8 +459,13 @@ impl Scenario {
     pub fn plugin_config(&self) -> PluginConfig {
         let spec = &self.plugin;
         let mut config = PluginConfig::new(spec.root_id.as_deref().unwrap_or("plugin")).failure_policy(spec.failure_policy);
-        if let Some(value) = &spec.config {
-            config = config.json(value);
+        match &spec.config {
+            Some(serde_json::Value::String(raw)) => config = config.configuration(raw.clone()),
+            Some(value) => config = config.json(value),
+            None => {}
+        }
+        if let Some(n) = spec.workers {
+            config = config.workers(n);
         }
         if let Some(vm) = &spec.vm_config {
             config = config.vm_configuration(vm.clone());
@@ -249,15 +474,30 @@ impl Scenario {
             config.properties.insert(split_path(name), value.clone());
         }
         for (name, reply) in &spec.clusters {
-            let mut r = CallReply { status: reply.status, body: reply.body.clone().into_bytes(), grpc_status: reply.grpc_status, fail: reply.fail, ..CallReply::default() };
-            r.headers = reply.headers.0.clone();
-            config.clusters.insert(name.clone(), r);
+            config.clusters.insert(name.clone(), reply.to_reply());
         }
         config.env = spec.env.0.clone();
         if let Some(level) = spec.log_level {
             config.log_level = level;
         }
         config
+    }
+}
+
+impl Step {
+    /// The request, with the answers scripted for its calls.
+    pub fn to_request(&self) -> Request {
+        let mut request = self.request.to_request();
+        for (cluster, replies) in &self.calls {
+            for reply in replies {
+                request = request.call(cluster, reply.to_reply());
+            }
+        }
+        request
+    }
+
+    pub fn to_upstream(&self) -> UpstreamResponse {
+        self.upstream.as_ref().map(UpstreamSpec::to_response).unwrap_or_else(UpstreamResponse::ok)
     }
 }
 
@@ -268,9 +508,9 @@ impl RequestSpec {
             request = request.header(k, v);
         }
         if let Some(body) = &self.body {
-            request = request.body(body.clone());
+            request = request.body(body.bytes());
         } else if !self.chunks.is_empty() {
-            request = request.chunks(self.chunks.clone());
+            request = request.chunks(self.chunks.iter().map(BodySpec::bytes));
         }
         for (k, v) in &self.trailers.0 {
             request = request.trailer(k, v);
@@ -289,13 +529,18 @@ impl UpstreamSpec {
             response = response.header(k, v);
         }
         if let Some(body) = &self.body {
-            response = response.body(body.clone());
+            response = response.body(body.bytes());
+        } else if !self.chunks.is_empty() {
+            response = response.chunks(self.chunks.iter().map(BodySpec::bytes));
         }
         for (k, v) in &self.trailers.0 {
             response = response.trailer(k, v);
         }
         if let Some(n) = self.attempts {
             response = response.attempts(n);
+        }
+        if let Some(ms) = self.route_timeout_ms {
+            response = response.route_timeout_ms(ms);
         }
         response
     }
@@ -337,5 +582,52 @@ requests:
         assert!(err.contains("unknown field `statuss`"), "{err}");
         let err = Scenario::parse("s.yaml", "requests: 7\n").unwrap_err().to_string();
         assert!(err.contains("requests: invalid type"), "{err}");
+    }
+
+    #[test]
+    fn bodies_come_as_text_base64_or_a_file_and_configs_as_raw_text() {
+        let dir = std::env::temp_dir().join(format!("harness-scenario-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("body.bin"), [0xfe, 0x00]).unwrap();
+        let text = r#"
+plugin:
+  config: "plain text, not JSON"
+  clusters: { authz: { body: { base64: "/g==" } } }
+requests:
+  - request: { method: POST, body: { file: body.bin } }
+    calls: { authz: [{ status: 503, delayMs: 20 }] }
+    upstream: { chunks: ["a", { base64: "/w==" }] }
+"#;
+        let path = dir.join("s.yaml");
+        std::fs::write(&path, text).unwrap();
+        let s = Scenario::load(&path).unwrap();
+        let config = s.plugin_config();
+        assert_eq!(config.configuration, b"plain text, not JSON".to_vec());
+        assert_eq!(config.clusters["authz"].body, vec![0xfe]);
+        let step = &s.requests[0];
+        assert_eq!(step.to_request().body, vec![vec![0xfe, 0x00]]);
+        let scripted = &step.to_request().calls["authz"][0];
+        assert_eq!((scripted.status, scripted.delay), (503, std::time::Duration::from_millis(20)));
+        let upstream = step.to_upstream();
+        assert_eq!(upstream.body, vec![b"a".to_vec(), vec![0xff]]);
+        assert!(!upstream.headers.iter().any(|(k, _)| k == "content-length"));
+        let err = Scenario::parse("s.yaml", "requests:\n  - request: { body: { base64: \"%%\" } }\n").unwrap_err().to_string();
+        assert!(err.contains("requests[0].request.body") && err.contains("base64"), "{err}");
+    }
+
+    #[test]
+    fn header_expectations_take_a_value_every_value_or_absence() {
+        let text = "requests:\n  - request: {}\n    expect:\n      upstream: { headers: { x-a: [\"1\", \"2\"], x-b: null, x-c: v } }\n";
+        let s = Scenario::parse("s.yaml", text).unwrap();
+        let want = &s.requests[0].expect.upstream.as_ref().unwrap().headers.0;
+        assert_eq!(want[0], ("x-a".to_string(), HeaderWant::All(vec!["1".into(), "2".into()])));
+        assert_eq!(want[1], ("x-b".to_string(), HeaderWant::Absent));
+        assert_eq!(want[2], ("x-c".to_string(), HeaderWant::First("v".into())));
+    }
+
+    #[test]
+    fn a_property_name_with_an_open_bracket_is_refused() {
+        let err = Scenario::parse("s.yaml", "plugin: { properties: { 'a[\"b': 1 } }\nrequests: []\n").unwrap_err().to_string();
+        assert!(err.contains("plugin.properties") && err.contains("not closed"), "{err}");
     }
 }

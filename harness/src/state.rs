@@ -3,7 +3,8 @@
 //! shares between all VMs of a proxy).
 
 use crate::abi::{LogLevel, MetricKind};
-use crate::properties::PropertyValue;
+use crate::call_reply::CallReply;
+use crate::property_path::PropertyValue;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +33,9 @@ pub struct SharedState {
     /// VMs created on this state so far: numbers them, and seeds their
     /// random bytes, the same way on every run.
     pub vms_created: AtomicU64,
+    /// Virtual time that has passed (nanoseconds), added to every VM's
+    /// clock: call delays and scenario steps advance it, nothing waits.
+    pub virtual_nanos: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -66,6 +70,16 @@ impl SharedState {
         self.vms_created.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// Virtual time passed so far.
+    pub fn elapsed(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.virtual_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Moves virtual time forward to at least `nanos` since the start.
+    pub fn advance_to(&self, nanos: u64) {
+        self.virtual_nanos.fetch_max(nanos, Ordering::Relaxed);
+    }
+
     pub fn metrics(&self) -> BTreeMap<String, i64> {
         lock(&self.metrics).iter().map(|m| (m.name.clone(), m.value)).collect()
     }
@@ -84,6 +98,17 @@ impl SharedState {
 pub struct LogRecord {
     pub level: LogLevel,
     pub message: String,
+    /// Logged by a stream (HTTP) context; false for the root context, whose
+    /// lines Envoy prints without the plugin's name.
+    #[serde(default)]
+    pub from_stream: bool,
+}
+
+impl LogRecord {
+    /// A line the host itself reports (a failed reload, ...).
+    pub fn host(level: LogLevel, message: String) -> Self {
+        Self { level, message, from_stream: false }
+    }
 }
 
 /// Who the plugin is and what it was given, as Envoy would pass it.
@@ -108,6 +133,9 @@ pub struct HttpCall {
     pub body: Vec<u8>,
     pub trailers: Vec<(String, String)>,
     pub timeout_ms: u32,
+    /// The headers as the cluster receives them, after Envoy's async client
+    /// added its own (`x-envoy-internal`, the timeout header).
+    pub received_headers: Vec<(String, String)>,
 }
 
 /// An outgoing gRPC call or stream the module opened.
@@ -124,6 +152,29 @@ pub struct GrpcCall {
     pub streaming: bool,
     pub cancelled: bool,
     pub closed: bool,
+}
+
+/// How a dispatched call will be answered, and when (virtual time).
+#[derive(Debug, Clone)]
+pub struct CallPlan {
+    pub reply: CallReply,
+    /// The call's timeout; 0: none.
+    pub timeout_ms: u32,
+    /// Virtual time at dispatch, nanoseconds since the start.
+    pub dispatched_at: u64,
+}
+
+impl CallPlan {
+    /// The call times out before its answer arrives.
+    pub fn times_out(&self) -> bool {
+        self.timeout_ms > 0 && self.reply.delay >= std::time::Duration::from_millis(u64::from(self.timeout_ms))
+    }
+
+    /// When the module learns the outcome: the answer's arrival, or the timeout.
+    pub fn due(&self) -> u64 {
+        let wait = if self.times_out() { std::time::Duration::from_millis(u64::from(self.timeout_ms)) } else { self.reply.delay };
+        self.dispatched_at.saturating_add(wait.as_nanos() as u64)
+    }
 }
 
 /// The response to a call being delivered: what the module may read through
@@ -158,6 +209,9 @@ pub struct StreamView {
     pub response_body: Vec<u8>,
     /// Properties the test set for this request, by path segments.
     pub properties: HashMap<Vec<String>, PropertyValue>,
+    /// Answers scripted for the calls made during this request, by cluster,
+    /// taken in order before the plugin's own cluster answers.
+    pub call_script: HashMap<String, VecDeque<CallReply>>,
     /// Values the filter stored with `proxy_set_property`.
     pub filter_state: HashMap<Vec<String>, Vec<u8>>,
     /// True while the request headers may still change the route.
@@ -192,28 +246,37 @@ pub struct HostState {
     /// Fixed clock (nanoseconds since the epoch); the system clock if None.
     pub now_nanos: Option<u64>,
     pub tick_period_ms: u32,
+    /// When the timer fires next (virtual nanoseconds since the start).
+    pub next_tick_at: u64,
     pub root_context_id: u32,
+    /// The context whose callback is running (or the effective one the
+    /// module chose with `proxy_set_effective_context`).
+    pub current_context: u32,
     /// Properties the test set for the plugin (apply to every request).
     pub properties: HashMap<Vec<String>, PropertyValue>,
     pub root_filter_state: HashMap<Vec<String>, Vec<u8>>,
     pub stream: Option<StreamView>,
     /// Which stream maps the running callback may touch.
-    pub access: crate::host::maps::Access,
+    pub access: crate::access::Access,
     pub next_token: u32,
     pub http_calls: Vec<HttpCall>,
     pub grpc_calls: Vec<GrpcCall>,
     /// Calls dispatched and not yet answered: (token, is_grpc).
     pub pending_calls: Vec<(u32, bool)>,
+    /// How each call made will be answered, by token: chosen at dispatch.
+    pub call_plans: HashMap<u32, CallPlan>,
     pub call_response: Option<CallResponse>,
     pub grpc_status: Option<(u32, String)>,
     /// Clusters the module may call, and how each answers.
-    pub clusters: Arc<HashMap<String, crate::stream::CallReply>>,
+    pub clusters: Arc<HashMap<String, CallReply>>,
     /// The root context's `proxy_on_done` returned false: it will call
     /// `proxy_done` when it has finished.
     pub done_pending: bool,
     pub done_called: bool,
     /// State of the WASI random generator (seeded per VM, advanced per call).
     pub random_state: u64,
+    /// `proxy_on_configure` is running: the plugin configuration is readable.
+    pub configuring: bool,
     /// Set by `proc_exit`: the module asked to stop.
     pub exit_code: Option<i32>,
 }
@@ -231,7 +294,9 @@ impl HostState {
             host_calls: BTreeMap::new(),
             now_nanos: None,
             tick_period_ms: 0,
+            next_tick_at: 0,
             root_context_id: 0,
+            current_context: 0,
             properties: HashMap::new(),
             root_filter_state: HashMap::new(),
             stream: None,
@@ -240,12 +305,14 @@ impl HostState {
             http_calls: Vec::new(),
             grpc_calls: Vec::new(),
             pending_calls: Vec::new(),
+            call_plans: HashMap::new(),
             call_response: None,
             grpc_status: None,
             clusters: Arc::new(HashMap::new()),
             done_pending: false,
             done_called: false,
             random_state: vm_serial.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            configuring: false,
             exit_code: None,
         }
     }
@@ -255,16 +322,33 @@ impl HostState {
     }
 
     pub fn log(&mut self, level: LogLevel, message: String) {
-        self.logs.push(LogRecord { level, message });
+        let from_stream = self.current_context != 0 && self.current_context != self.root_context_id;
+        self.logs.push(LogRecord { level, message, from_stream });
     }
 
+    /// The clock the module reads: the fixed or system clock, plus the
+    /// virtual time that has passed.
     pub fn now(&self) -> u64 {
-        self.now_nanos.unwrap_or_else(|| {
+        let base = self.now_nanos.unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or_default()
-        })
+        });
+        base.saturating_add(self.shared.virtual_nanos.load(Ordering::Relaxed))
+    }
+
+    /// The answer for a call to `cluster`: the request's script first, then
+    /// the plugin's cluster. None: Envoy knows no such cluster.
+    pub fn plan_call(&mut self, cluster: &str, timeout_ms: u32) -> Option<CallPlan> {
+        let scripted = self.stream.as_mut().and_then(|s| s.call_script.get_mut(cluster)).and_then(VecDeque::pop_front);
+        let reply = scripted.or_else(|| self.clusters.get(cluster).cloned())?;
+        Some(CallPlan { reply, timeout_ms, dispatched_at: self.shared.virtual_nanos.load(Ordering::Relaxed) })
+    }
+
+    /// True if a call to `cluster` may be made (the plugin or the request knows it).
+    pub fn knows_cluster(&self, cluster: &str) -> bool {
+        self.clusters.contains_key(cluster) || self.stream.as_ref().is_some_and(|s| s.call_script.contains_key(cluster))
     }
 
     pub fn take_token(&mut self) -> u32 {

@@ -6,8 +6,9 @@ use crate::abi::Action;
 use crate::properties::{split_path, PropertyValue};
 use crate::state::{GrpcCall, HeaderMap, HttpCall, LocalResponse, LogRecord};
 use crate::vm::Trap;
+pub use crate::call_reply::CallReply;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// A request as a client sends it over HTTP/1.1.
 #[derive(Debug, Clone)]
@@ -25,6 +26,12 @@ pub struct Request {
     pub properties: HashMap<Vec<String>, PropertyValue>,
     /// `x-request-id` as Envoy would generate it.
     pub request_id: String,
+    /// Answers for the calls the module makes during this request, by
+    /// cluster, in order; the plugin's clusters answer the rest.
+    pub calls: HashMap<String, VecDeque<CallReply>>,
+    /// The client asked to close the connection after this request
+    /// (`connection: close`, which Envoy takes off before the filters).
+    pub close_connection: bool,
 }
 
 impl Request {
@@ -39,6 +46,8 @@ impl Request {
             trailers: Vec::new(),
             properties: HashMap::new(),
             request_id: "00000000-0000-4000-8000-000000000001".to_string(),
+            calls: HashMap::new(),
+            close_connection: false,
         }
     }
 
@@ -53,6 +62,10 @@ impl Request {
     pub fn header(mut self, name: &str, value: &str) -> Self {
         if name.eq_ignore_ascii_case("host") {
             self.authority = value.to_string();
+        } else if name.eq_ignore_ascii_case("connection") {
+            // Envoy's connection manager removes hop-by-hop headers before
+            // any filter runs; `close` is remembered for the response.
+            self.close_connection |= value.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
         } else {
             self.headers.push((name.to_ascii_lowercase(), value.to_string()));
         }
@@ -77,7 +90,15 @@ impl Request {
         self
     }
 
-    /// Sets a property by its dotted name, e.g. `connection.mtls`.
+    /// The next call the module makes to `cluster` during this request gets
+    /// `reply` (calls answer in the order scripted).
+    pub fn call(mut self, cluster: &str, reply: CallReply) -> Self {
+        self.calls.entry(cluster.to_string()).or_default().push_back(reply);
+        self
+    }
+
+    /// Sets a property by its name, e.g. `connection.mtls`, or with a
+    /// bracketed segment: `metadata.filter_metadata["envoy.lb"].canary`.
     pub fn property(mut self, name: &str, value: impl Into<PropertyValue>) -> Self {
         self.properties.insert(split_path(name), value.into());
         self
@@ -121,6 +142,9 @@ pub struct UpstreamResponse {
     /// (1 without retries): `upstream.request_attempt_count` once the
     /// response is in. The answer above is the last attempt's.
     pub attempts: u32,
+    /// The route's timeout (Envoy's default 15 s; 0 disables it), which
+    /// the router announces upstream in `x-envoy-expected-rq-timeout-ms`.
+    pub route_timeout_ms: u32,
 }
 
 impl UpstreamResponse {
@@ -129,7 +153,14 @@ impl UpstreamResponse {
     }
 
     pub fn status(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: Vec::new(), trailers: Vec::new(), attempts: 1 }
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+            trailers: Vec::new(),
+            attempts: 1,
+            route_timeout_ms: crate::envoy_codec::DEFAULT_ROUTE_TIMEOUT_MS,
+        }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -155,6 +186,12 @@ impl UpstreamResponse {
         self
     }
 
+    /// The route's timeout in milliseconds (0: none).
+    pub fn route_timeout_ms(mut self, ms: u32) -> Self {
+        self.route_timeout_ms = ms;
+        self
+    }
+
     /// The router made `n` attempts (retries included) before this answer.
     pub fn attempts(mut self, n: u32) -> Self {
         self.attempts = n;
@@ -168,43 +205,6 @@ impl UpstreamResponse {
         map.extend(self.headers.iter().map(|(k, v)| (k.clone(), v.clone().into_bytes())));
         map.push(("x-envoy-upstream-service-time".into(), b"0".to_vec()));
         map
-    }
-}
-
-/// How a cluster the module calls answers (`proxy_http_call` / gRPC).
-#[derive(Debug, Clone, Default)]
-pub struct CallReply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub trailers: Vec<(String, String)>,
-    /// gRPC status code for gRPC calls (0 = OK).
-    pub grpc_status: u32,
-    pub grpc_message: String,
-    /// The call fails (reset or timeout): no response reaches the module.
-    pub fail: bool,
-}
-
-impl CallReply {
-    pub fn http(status: u16, body: impl Into<Vec<u8>>) -> Self {
-        Self { status, body: body.into(), ..Self::default() }
-    }
-
-    pub fn grpc(message: impl Into<Vec<u8>>) -> Self {
-        Self { status: 200, body: message.into(), ..Self::default() }
-    }
-
-    pub fn grpc_error(code: u32, message: &str) -> Self {
-        Self { status: 200, grpc_status: code, grpc_message: message.to_string(), ..Self::default() }
-    }
-
-    pub fn failure() -> Self {
-        Self { fail: true, ..Self::default() }
-    }
-
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
-        self
     }
 }
 

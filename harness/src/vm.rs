@@ -85,6 +85,10 @@ impl Vm {
             return Err(trap.clone());
         }
         let Some(func) = self.instance.get_func(&mut self.store, name) else { return Ok(None) };
+        // Every proxy_on_* callback names its context first.
+        if name.starts_with("proxy_on_") && name != "proxy_on_memory_allocate" {
+            self.store.data_mut().current_context = args.first().copied().unwrap_or(0) as u32;
+        }
         let ty = func.ty(&self.store);
         let params: Vec<Val> = ty
             .params()

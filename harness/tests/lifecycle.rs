@@ -14,14 +14,21 @@ use std::time::Duration;
 
 #[test]
 fn configurations_arrive_as_envoy_passes_them() {
+    // The probe reads its script from the plugin configuration, which
+    // Envoy hands over in `proxy_on_configure` only: its `onVmStart`
+    // actions never run (as in Envoy 1.40).
     let script = json!({
-        "onVmStart": [{ "readBuffer": { "buffer": "vmConfiguration", "to": to_shared("vm") } }],
-        "onConfigure": [{ "readBuffer": { "buffer": "pluginConfiguration", "max": 15, "to": to_shared("plugin") } }],
+        "onVmStart": [{ "setSharedData": { "key": "vm-start-ran", "value": "yes" } }],
+        "onConfigure": [
+            { "readBuffer": { "buffer": "vmConfiguration", "to": to_shared("vm") } },
+            { "readBuffer": { "buffer": "pluginConfiguration", "max": 15, "to": to_shared("plugin") } },
+        ],
     });
     let config = PluginConfig::new("probe").json(&script).vm_configuration("vm-settings");
     let plugin = probe_with(config, SharedState::new());
     assert_eq!(shared_text(&plugin.shared, "vm").as_deref(), Some("vm-settings"));
     assert_eq!(shared_text(&plugin.shared, "plugin").as_deref(), Some(&script.to_string()[..15]));
+    assert_eq!(shared_text(&plugin.shared, "vm-start-ran"), None);
 }
 
 #[test]

@@ -33,8 +33,8 @@ fn header_maps_are_read_and_edited_like_envoy() {
     let names: Vec<&str> = up.headers.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         names,
-        ["x-forwarded-proto", "x-request-id", "x-before", "x-added", "x-added", "x-multi", "x-read", "x-missing"],
-        "replace moves the header to the end; remove drops every value"
+        ["x-forwarded-proto", "x-request-id", "x-before", "x-added", "x-added", "x-multi", "x-read", "x-missing", "x-envoy-expected-rq-timeout-ms"],
+        "replace moves the header to the end; remove drops every value; the router adds its timeout last"
     );
     assert_eq!(
         up.header("x-before"),

@@ -1,6 +1,6 @@
 //! `harness`: run a compiled proxy-wasm filter module without an Envoy.
 //!
-//!   harness run   --wasm F [--config C] SCENARIO.yaml [--json]
+//!   harness run   --wasm F [--config C] SCENARIO.yaml [--json | --envoy-like]
 //!   harness bench --wasm F [--config C] [--scenario S] [--requests N] [--json]
 
 use harness::scenario::Scenario;
@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
-  harness run   [--wasm FILE] [--config FILE] SCENARIO.yaml [--json]
+  harness run   [--wasm FILE] [--config FILE] SCENARIO.yaml [--json | --envoy-like]
   harness bench --wasm FILE [--config FILE] [--scenario FILE] [--requests N] [--json]
 
 run    plays a scenario (plugin, requests, expectations) and reports each request;
        exits 1 if an expectation fails. --wasm overrides the scenario's module,
-       --config its pluginConfig (a JSON file).
+       --config its pluginConfig (a file, passed as it is). --envoy-like prints
+       the module's log lines as Envoy's log does.
 bench  sends requests (the scenario's, or a plain GET) and reports per request
        the wasm instructions executed, host calls, linear memory, and throughput.";
 
@@ -27,6 +28,7 @@ struct Args {
     scenario: Option<PathBuf>,
     requests: u64,
     json: bool,
+    envoy_like: bool,
 }
 
 fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -39,6 +41,7 @@ fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
             "--scenario" => args.scenario = Some(value("--scenario")?.into()),
             "--requests" => args.requests = value("--requests")?.parse().map_err(|_| "--requests takes a number")?,
             "--json" => args.json = true,
+            "--envoy-like" => args.envoy_like = true,
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
             file if args.scenario.is_none() => args.scenario = Some(file.into()),
@@ -77,6 +80,8 @@ fn run(args: &Args) -> Result<bool, String> {
     let report = report::play(&module, &scenario, read_config(&args.config)?).map_err(|e| e.to_string())?;
     if args.json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?));
+    } else if args.envoy_like {
+        emit(&report.envoy_text());
     } else {
         emit(&report.text());
     }
@@ -97,7 +102,7 @@ fn bench(args: &Args) -> Result<bool, String> {
         Some(s) => s
             .requests
             .iter()
-            .map(|step| (step.request.to_request(), step.upstream.as_ref().map(|u| u.to_response()).unwrap_or_else(UpstreamResponse::ok)))
+            .map(|step| (step.to_request(), step.to_upstream()))
             .collect(),
         None => vec![(
             Request::get("/api/orders?id=7").header("user-agent", "bench/1.0").header("accept", "*/*"),

@@ -53,7 +53,11 @@ pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     })?;
     linker.func_wrap("env", "proxy_set_tick_period_milliseconds", |mut c: Ctx<'_>, period: i32| -> i32 {
         c.data_mut().count("proxy_set_tick_period_milliseconds");
-        c.data_mut().tick_period_ms = period as u32;
+        let state = c.data_mut();
+        state.tick_period_ms = period as u32;
+        // Envoy re-arms the timer: the first tick comes one period from now.
+        let now = state.shared.virtual_nanos.load(std::sync::atomic::Ordering::Relaxed);
+        state.next_tick_at = now.saturating_add(u64::from(period as u32) * 1_000_000);
         status::OK
     })?;
     linker.func_wrap("env", "proxy_get_property", |mut c: Ctx<'_>, p: i32, s: i32, rp: i32, rs: i32| -> i32 {
@@ -117,6 +121,7 @@ pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
         let id = id as u32;
         let known = id == state.root_context_id || state.stream.as_ref().is_some_and(|s| s.context_id == id);
         if known {
+            c.data_mut().current_context = id;
             status::OK
         } else {
             status::BAD_ARGUMENT

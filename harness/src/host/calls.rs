@@ -21,7 +21,7 @@ fn find_grpc(state: &mut HostState, token: i32) -> Result<&mut GrpcCall, i32> {
 fn grpc_target(c: &Ctx<'_>, target: [i32; 8]) -> Result<GrpcCall, i32> {
     let [up, us, sp, ss, mp, ms, ip, is] = target;
     let cluster = read_string(c, up, us)?;
-    if !c.data().clusters.contains_key(&cluster) {
+    if !c.data().knows_cluster(&cluster) {
         return Err(status::BAD_ARGUMENT);
     }
     Ok(GrpcCall {
@@ -40,8 +40,11 @@ fn grpc_target(c: &Ctx<'_>, target: [i32; 8]) -> Result<GrpcCall, i32> {
 }
 
 /// Records a gRPC call under a new token, answered at once if `unary`.
-fn open_grpc(state: &mut HostState, call: GrpcCall, unary: bool) -> u32 {
+fn open_grpc(state: &mut HostState, call: GrpcCall, unary: bool, timeout_ms: u32) -> u32 {
     let token = state.take_token();
+    if let Some(plan) = state.plan_call(&call.cluster, timeout_ms) {
+        state.call_plans.insert(token, plan);
+    }
     state.grpc_calls.push(GrpcCall { token, ..call });
     if unary {
         state.pending_calls.push((token, true));
@@ -58,7 +61,7 @@ pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
             code((|| {
                 let cluster = read_string(&c, up, us)?;
                 // Envoy refuses a call to a cluster it does not know.
-                if !c.data().clusters.contains_key(&cluster) {
+                if !c.data().knows_cluster(&cluster) {
                     return Err(status::BAD_ARGUMENT);
                 }
                 let headers = text_pairs(&read(&c, hp, hs)?)?;
@@ -72,9 +75,13 @@ pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
                 let trailers = text_pairs(&read(&c, tp, ts)?)?;
                 let state = c.data_mut();
                 let token = state.take_token();
+                if let Some(plan) = state.plan_call(&cluster, timeout as u32) {
+                    state.call_plans.insert(token, plan);
+                }
                 // Envoy makes calls on the root context and answers them there.
                 let context_id = state.root_context_id;
-                state.http_calls.push(HttpCall { token, context_id, cluster, headers, body, trailers, timeout_ms: timeout as u32 });
+                let received_headers = crate::envoy_codec::call_request(headers.clone(), body.len(), timeout as u32);
+                state.http_calls.push(HttpCall { token, context_id, cluster, headers, body, trailers, timeout_ms: timeout as u32, received_headers });
                 state.pending_calls.push((token, false));
                 write_u32(&mut c, rt, token)
             })())
@@ -83,12 +90,12 @@ pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     linker.func_wrap(
         "env",
         "proxy_grpc_call",
-        |mut c: Ctx<'_>, up: i32, us: i32, sp: i32, ss: i32, mp: i32, ms: i32, ip: i32, is: i32, dp: i32, ds: i32, _timeout: i32, rt: i32| -> i32 {
+        |mut c: Ctx<'_>, up: i32, us: i32, sp: i32, ss: i32, mp: i32, ms: i32, ip: i32, is: i32, dp: i32, ds: i32, timeout: i32, rt: i32| -> i32 {
             c.data_mut().count("proxy_grpc_call");
             code((|| {
                 let target = [up, us, sp, ss, mp, ms, ip, is];
                 let call = GrpcCall { messages: vec![read(&c, dp, ds)?], ..grpc_target(&c, target)? };
-                let token = open_grpc(c.data_mut(), call, true);
+                let token = open_grpc(c.data_mut(), call, true, timeout as u32);
                 write_u32(&mut c, rt, token)
             })())
         },
@@ -101,7 +108,7 @@ pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
             code((|| {
                 let call = GrpcCall { streaming: true, ..grpc_target(&c, [up, us, sp, ss, mp, ms, ip, is])? };
                 // A stream is answered once the module closes its side.
-                let token = open_grpc(c.data_mut(), call, false);
+                let token = open_grpc(c.data_mut(), call, false, 0);
                 write_u32(&mut c, rt, token)
             })())
         },

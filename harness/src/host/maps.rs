@@ -4,24 +4,10 @@
 
 use super::memory::{code, hand_over, read, read_string, write_u32, Ctx, Status};
 use crate::abi::{status, BufferKind, MapKind};
+pub use crate::access::Access;
 use crate::state::{HeaderMap, HostState};
 use filter_common::codec::{decode_pairs, encode_pairs};
 use wasmtime::Linker;
-
-/// Which maps the running callback may touch (set by the stream driver).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Access {
-    pub request_headers: bool,
-    pub request_trailers: bool,
-    pub response_headers: bool,
-    pub response_trailers: bool,
-}
-
-impl Access {
-    pub fn all() -> Self {
-        Self { request_headers: true, request_trailers: true, response_headers: true, response_trailers: true }
-    }
-}
 
 fn map_mut(state: &mut HostState, kind: MapKind) -> Status<&mut HeaderMap> {
     let call = state.call_response.as_mut();
@@ -198,7 +184,9 @@ fn buffer_ref(state: &mut HostState, buffer: i32) -> Status<Vec<u8>> {
     let kind = BufferKind::from_abi(buffer).ok_or(status::BAD_ARGUMENT)?;
     Ok(match kind {
         BufferKind::VmConfiguration => state.plugin.vm_configuration.clone(),
-        BufferKind::PluginConfiguration => state.plugin.plugin_configuration.clone(),
+        // Seen in Envoy 1.40: readable in `proxy_on_configure` only.
+        BufferKind::PluginConfiguration if state.configuring => state.plugin.plugin_configuration.clone(),
+        BufferKind::PluginConfiguration => return Err(status::NOT_FOUND),
         _ => buffer_mut(state, buffer)?.clone(),
     })
 }
