@@ -16,7 +16,7 @@ impl Rng {
         Self(seed.max(1))
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -24,7 +24,7 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
@@ -35,7 +35,7 @@ impl Rng {
     fn bytes(&mut self, len: usize, class: Bytes) -> Vec<u8> {
         (0..len)
             .map(|_| loop {
-                let b = self.next() as u8;
+                let b = self.next_u64() as u8;
                 let ok = match class {
                     Bytes::Visible => b > 0x20 && b != 0x7f,
                     Bytes::Ascii => (0x21..0x7f).contains(&b) && b != b'#',
@@ -51,7 +51,7 @@ impl Rng {
 
     /// `len` random bytes, each written `%XX`.
     fn escaped(&mut self, len: usize) -> Vec<u8> {
-        (0..len).flat_map(|_| format!("%{:02X}", self.next() as u8).into_bytes()).collect()
+        (0..len).flat_map(|_| format!("%{:02X}", self.next_u64() as u8).into_bytes()).collect()
     }
 }
 

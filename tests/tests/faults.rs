@@ -163,7 +163,7 @@ fn a_primary_that_closes_while_the_body_arrives_gets_a_503_with_retry_after() {
 fn abort_mid_body(d: &Deployment, declared: usize, sent: usize) {
     let mut stream = d.pki.connect(d.envoy.listener(), Some(&d.caller("web").unwrap().credential)).unwrap();
     let head = format!("POST /orders HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {declared}\r\n\r\n");
-    let mut body = format!(r#"{{"user_id":"u-1","note":""#).into_bytes();
+    let mut body = br#"{"user_id":"u-1","note":""#.to_vec();
     body.resize(sent, b'x');
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(&body).unwrap();
