@@ -16,7 +16,7 @@ impl Rng {
         Self(seed.max(1))
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -24,26 +24,48 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
         items.get(self.below(items.len() as u64) as usize).copied().unwrap_or("")
     }
 
-    /// `len` random bytes from `0x21..=0xff` (no space or control bytes),
-    /// or, with `any`, any byte but CR, LF and NUL.
-    fn bytes(&mut self, len: usize, any: bool) -> Vec<u8> {
+    /// `len` random bytes of a class.
+    fn bytes(&mut self, len: usize, class: Bytes) -> Vec<u8> {
         (0..len)
             .map(|_| loop {
-                let b = self.next() as u8;
-                let ok = if any { !matches!(b, b'\r' | b'\n' | 0) } else { b > 0x20 && b != 0x7f };
+                let b = self.next_u64() as u8;
+                let ok = match class {
+                    Bytes::Visible => b > 0x20 && b != 0x7f,
+                    Bytes::Ascii => (0x21..0x7f).contains(&b) && b != b'#',
+                    Bytes::Field => b == b'\t' || (b >= 0x20 && b != 0x7f),
+                    Bytes::Any => !matches!(b, b'\r' | b'\n' | 0),
+                };
                 if ok {
                     break b;
                 }
             })
             .collect()
     }
+
+    /// `len` random bytes, each written `%XX`.
+    fn escaped(&mut self, len: usize) -> Vec<u8> {
+        (0..len).flat_map(|_| format!("%{:02X}", self.next_u64() as u8).into_bytes()).collect()
+    }
+}
+
+/// Classes of random bytes.
+#[derive(Debug, Clone, Copy)]
+enum Bytes {
+    /// Printable ASCII and every byte above 0x7f (no space, no controls).
+    Visible,
+    /// Printable ASCII but `#`.
+    Ascii,
+    /// What a header value may hold (RFC 9110 field-vchar, obs-text, SP, HTAB).
+    Field,
+    /// Anything but CR, LF and NUL: control bytes too.
+    Any,
 }
 
 /// Paths that normalise, or try to, somewhere else.
@@ -62,7 +84,7 @@ fn hostile_body(rng: &mut Rng) -> (String, Vec<u8>) {
     match rng.below(12) {
         0 => {
             let len = rng.below(300) as usize;
-            (json, rng.bytes(len, true))
+            (json, rng.bytes(len, Bytes::Any))
         }
         1 => {
             let full = br#"{"user_id":"u-1","card":"4111 1111 1111 1111","items":[{"sku":"A","qty":2}]}"#;
@@ -83,7 +105,7 @@ fn hostile_body(rng: &mut Rng) -> (String, Vec<u8>) {
         }
         5 => {
             let mut body = br#"{"user_id":""#.to_vec();
-            body.extend(rng.bytes(40, true).into_iter().map(|b| if b == b'"' || b == b'\\' { 0xff } else { b }));
+            body.extend(rng.bytes(40, Bytes::Visible).into_iter().map(|b| if b == b'"' || b == b'\\' { 0xff } else { b }));
             body.extend_from_slice(br#"","card":"4111 1111 1111 1111"}"#);
             (json, body)
         }
@@ -117,17 +139,26 @@ pub fn request(seed: u64, n: u64) -> (Shape, Vec<u8>) {
     let post = rng.below(2) == 0;
     let mirrored = rng.below(4) != 0;
     let mut target: Vec<u8> = (if mirrored { if post { "/orders" } else { "/orders/1" } } else { "/catalog/items/1" }).as_bytes().to_vec();
-    match rng.below(6) {
+    match rng.below(8) {
         0 => target = rng.pick(&TRICK_PATHS).as_bytes().to_vec(),
         1 => {
             target.push(b'/');
             let len = rng.below(60) as usize;
-            target.extend(rng.bytes(len, false));
+            target.extend(rng.bytes(len, Bytes::Visible));
         }
-        2 | 3 => {
+        2 => {
+            target.push(b'/');
+            let len = rng.below(30) as usize;
+            target.extend(rng.escaped(len));
+        }
+        3..=5 => {
             target.push(b'?');
-            let len = rng.below(120) as usize;
-            target.extend(rng.bytes(len, false));
+            for _ in 0..rng.below(6) {
+                let len = rng.below(30) as usize;
+                let part = if rng.below(2) == 0 { rng.escaped(len) } else { rng.bytes(len, Bytes::Ascii) };
+                target.extend(part);
+                target.push(if rng.below(2) == 0 { b'&' } else { b'=' });
+            }
         }
         _ => {}
     }
@@ -142,8 +173,8 @@ pub fn request(seed: u64, n: u64) -> (Shape, Vec<u8>) {
     for _ in 0..rng.below(6) {
         let name = rng.pick(&header_names);
         let len = rng.below(200) as usize;
-        let any = rng.below(2) == 0;
-        let mut value = rng.bytes(len, any);
+        let class = if rng.below(8) == 0 { Bytes::Any } else { Bytes::Field };
+        let mut value = rng.bytes(len, class);
         if name == "cookie" && rng.below(2) == 0 {
             value = [b"session=".as_slice(), &value].concat();
         }
