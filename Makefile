@@ -82,7 +82,7 @@ wasm-unit-test: targets wasm-bindgen
 	  cargo test --target wasm32-unknown-unknown $(addprefix -p ,$(WASM_UNIT_PACKAGES)) --lib
 
 e2e-test: envoy build
-	@echo "== end-to-end tests against Envoy $(ENVOY_VERSION): the kit, harness-vs-Envoy fidelity, example configs, Istio manifests"
+	@echo "== end-to-end tests against Envoy $(ENVOY_VERSION): the kit, harness-vs-Envoy fidelity, example configs, Istio manifests, faults, hostile bytes, a 20-second soak"
 	cargo test -p e2e --tests
 
 lint: targets

@@ -3,10 +3,11 @@
 //! an address where nothing listens.
 
 use crate::error::KitError;
+use crate::loopback::LoopbackServer;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -24,45 +25,25 @@ pub enum Fault {
 
 /// A running faulty server; stops when dropped.
 pub struct FaultyUpstream {
-    addr: SocketAddr,
+    server: LoopbackServer,
     requests: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
 }
 
 impl FaultyUpstream {
     pub fn start(fault: Fault) -> Result<Self, KitError> {
-        let listener = TcpListener::bind("127.0.0.1:0").map_err(KitError::io("binding a faulty upstream"))?;
-        let addr = listener.local_addr().map_err(KitError::io("reading the faulty upstream's address"))?;
         let requests = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (requests2, stop2) = (Arc::clone(&requests), Arc::clone(&stop));
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let requests = Arc::clone(&requests2);
-                thread::spawn(move || misbehave(conn, fault, &requests));
-            }
-        });
-        Ok(Self { addr, requests, stop })
+        let counted = Arc::clone(&requests);
+        let server = LoopbackServer::start(move |conn| misbehave(conn, fault, &counted))?;
+        Ok(Self { server, requests })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Request heads received so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for FaultyUpstream {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
     }
 }
 

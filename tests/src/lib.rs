@@ -17,6 +17,7 @@ pub mod hostile;
 pub mod http;
 pub mod jwt;
 pub mod lds;
+pub mod loopback;
 pub mod manifests;
 pub mod tls;
 pub mod mesh_router;

@@ -130,12 +130,12 @@ fn a_primary_that_resets_mid_response_cuts_only_that_answer() {
         assert!(err.is_some(), "a cut response is not a whole one");
     }
     assert_eq!(faulty.requests(), 10, "not retried: the response had begun");
-    // Each cut connection is counted, perhaps just after the client saw it.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while stat(&d, "cluster.stable.upstream_cx_destroy_with_active_rq") < 10 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(stat(&d, "cluster.stable.upstream_cx_destroy_with_active_rq"), 10, "each cut counted by Envoy");
+    // Envoy counts the cut connections, though not always as "with an
+    // active request" (seen: 9 or 10 of 10, as the race with the client goes).
+    thread::sleep(Duration::from_millis(300));
+    let cut = stat(&d, "cluster.stable.upstream_cx_destroy_remote");
+    println!("primary resets: upstream_cx_destroy_remote {cut}, with an active request {}", stat(&d, "cluster.stable.upstream_cx_destroy_remote_with_active_rq"));
+    assert_eq!(cut, 10, "each cut connection counted by Envoy");
     assert_eq!(metric(&d, "principal_authz.allowed"), 10);
     assert_eq!(metric(&d, "retry_hints.hinted"), 10);
     no_filter_failed(&d);
@@ -336,7 +336,8 @@ fn a_trap_under_fail_reload_fails_its_request_and_the_next_ones_are_served() {
         }
     }
     let after = memory::sample(d.envoy.pid(), Duration::ZERO).wasm_memories;
-    println!("20 traps under FAIL_RELOAD: Wasm memories {memories} -> {after}; the primary served {} requests", primary.attempts().len());
+    println!("20 traps under FAIL_RELOAD: Wasm memories {memories} -> {after}; the primary served {} requests", primary.attempt_count());
+    assert_eq!(primary.attempt_count(), 100, "every request after a trap reached the backend");
     assert!(after <= memories + 2, "reloaded VMs replace the failed ones: {memories} -> {after}");
     // The four filters never trapped; their counters go on.
     assert_eq!(metric(&d, "principal_authz.allowed"), 120);

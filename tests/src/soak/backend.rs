@@ -7,12 +7,12 @@
 
 use crate::error::KitError;
 use crate::http::{write_message, Message};
+use crate::loopback::LoopbackServer;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
 /// The header that numbers each request the load generator sends.
@@ -46,36 +46,22 @@ struct Seen {
 
 /// A running backend; stops accepting when dropped.
 pub struct Backend {
-    addr: SocketAddr,
+    server: LoopbackServer,
     seen: Arc<Mutex<Seen>>,
     attempts: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
 }
 
 impl Backend {
     pub fn start(script: BackendScript) -> Result<Self, KitError> {
-        let listener = TcpListener::bind("127.0.0.1:0").map_err(KitError::io("binding a backend port"))?;
-        let addr = listener.local_addr().map_err(KitError::io("reading the backend address"))?;
         let seen = Arc::new(Mutex::new(Seen::default()));
         let attempts = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let script = Arc::new(script);
-        let (seen2, attempts2, stop2) = (Arc::clone(&seen), Arc::clone(&attempts), Arc::clone(&stop));
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let (seen, attempts, script) = (Arc::clone(&seen2), Arc::clone(&attempts2), Arc::clone(&script));
-                thread::spawn(move || serve(conn, &script, &seen, &attempts));
-            }
-        });
-        Ok(Self { addr, seen, attempts, stop })
+        let (seen2, attempts2) = (Arc::clone(&seen), Arc::clone(&attempts));
+        let server = LoopbackServer::start(move |conn| serve(conn, &script, &seen2, &attempts2))?;
+        Ok(Self { server, seen, attempts })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Attempts received so far, over all requests.
@@ -96,13 +82,6 @@ impl Backend {
     /// Requests that carried a forbidden text: (`x-soak-id`, the text).
     pub fn leaks(&self) -> Vec<(u64, String)> {
         self.seen.lock().map(|s| s.leaks.clone()).unwrap_or_default()
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
     }
 }
 

@@ -85,10 +85,14 @@ pub fn judge(ev: &Evidence, r: &mut Report) {
             failed.push(format!("window at +{} s: {retries} > {bound}", start - first));
         }
         if (start - first) % BUDGET_WINDOW_S == 0 {
-            table.push(format!("+{:>4} s  {requests:>6} requests  {retries:>5} retries  allowance {:>5}", start - first, allowance(requests)));
+            table.push(format!(
+                "+{:>4} s  {requests:>6} requests  {retries:>5} retries  allowance {:>5} (bound with edge requests {bound})",
+                start - first,
+                allowance(requests)
+            ));
         }
     }
-    r.line("disjoint windows:");
+    r.line(format!("disjoint windows, requests by the client's send time (a request sent in the last {EDGE_MS} ms of a second may be in Envoy's next bucket):"));
     for row in table {
         r.line(format!("  {row}"));
     }
