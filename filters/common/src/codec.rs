@@ -74,6 +74,13 @@ fn take_field<'a>(bytes: &'a [u8], at: &mut usize, len: usize) -> Result<&'a [u8
 /// them (Envoy lower-cases them); a name that is not UTF-8 is replaced lossily
 /// since no matcher could name it anyway.
 pub fn decode_pairs(bytes: &[u8]) -> Result<HeaderPairs, DecodeError> {
+    decode_pairs_where(bytes, |_| true)
+}
+
+/// Like [`decode_pairs`], keeping only the entries whose name `keep`
+/// accepts: the rest are checked but never copied, so a filter that reads
+/// two headers of twenty allocates for two. Names are compared as bytes.
+pub fn decode_pairs_where(bytes: &[u8], keep: impl Fn(&[u8]) -> bool) -> Result<HeaderPairs, DecodeError> {
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
@@ -83,14 +90,16 @@ pub fn decode_pairs(bytes: &[u8]) -> Result<HeaderPairs, DecodeError> {
     if count > bytes.len() / 10 {
         return Err(DecodeError("entry count larger than the buffer can hold"));
     }
-    let mut pairs = Vec::with_capacity(count);
+    let mut pairs = Vec::new();
     let mut at = 4 + count * 8;
     for i in 0..count {
         let key_len = read_u32(bytes, 4 + i * 8).ok_or(DecodeError("lengths cut short"))?;
         let value_len = read_u32(bytes, 8 + i * 8).ok_or(DecodeError("lengths cut short"))?;
         let key = take_field(bytes, &mut at, key_len)?;
         let value = take_field(bytes, &mut at, value_len)?;
-        pairs.push((String::from_utf8_lossy(key).into_owned(), value.to_vec()));
+        if keep(key) {
+            pairs.push((String::from_utf8_lossy(key).into_owned(), value.to_vec()));
+        }
     }
     Ok(pairs)
 }
@@ -111,6 +120,15 @@ mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn a_filtered_decode_keeps_only_the_names_asked_for_in_order() {
+        let pairs: Vec<(&str, &[u8])> = vec![(":path", b"/a"), ("x-dup", b"1"), ("user-agent", b"ua"), ("x-dup", b"2")];
+        let bytes = encode_pairs(&pairs);
+        let kept = decode_pairs_where(&bytes, |name| name == b"x-dup" || name == b":path").unwrap();
+        assert_eq!(kept, vec![(":path".to_string(), b"/a".to_vec()), ("x-dup".to_string(), b"1".to_vec()), ("x-dup".to_string(), b"2".to_vec())]);
+        assert!(decode_pairs_where(&bytes[..bytes.len() - 1], |_| false).is_err(), "a malformed map is an error even when nothing is kept");
+    }
 
     #[test]
     fn pairs_round_trip_in_order_with_repeats_and_binary_values() {

@@ -100,6 +100,14 @@ pub trait Host {
 
     fn header(&self, map: MapType, name: &str) -> HostResult<Option<Vec<u8>>>;
     fn headers(&self, map: MapType) -> HostResult<HeaderPairs>;
+    /// The map's entries whose name `keep` accepts, in order, repeats
+    /// included: one host call like [`Host::headers`], without copying the
+    /// headers a filter does not read.
+    fn headers_where(&self, map: MapType, keep: &dyn Fn(&[u8]) -> bool) -> HostResult<HeaderPairs> {
+        let mut pairs = self.headers(map)?;
+        pairs.retain(|(name, _)| keep(name.as_bytes()));
+        Ok(pairs)
+    }
     fn set_headers(&self, map: MapType, pairs: &[(&str, &[u8])]) -> HostResult<()>;
     /// Sets `name` to the single value `value`, replacing any it had.
     fn replace_header(&self, map: MapType, name: &str, value: &[u8]) -> HostResult<()>;
@@ -232,6 +240,15 @@ mod abi_host {
             let code = unsafe { abi::proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
             let bytes = lookup("proxy_get_header_map_pairs", code, data, size)?.unwrap_or_default();
             codec::decode_pairs(&bytes)
+                .map_err(|_| HostError::new("proxy_get_header_map_pairs", status::SERIALIZATION_FAILURE))
+        }
+
+        fn headers_where(&self, map: MapType, keep: &dyn Fn(&[u8]) -> bool) -> HostResult<HeaderPairs> {
+            let (mut data, mut size) = (null_mut(), 0usize);
+            // SAFETY: out-pointers outlive the call.
+            let code = unsafe { abi::proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
+            let bytes = lookup("proxy_get_header_map_pairs", code, data, size)?.unwrap_or_default();
+            codec::decode_pairs_where(&bytes, keep)
                 .map_err(|_| HostError::new("proxy_get_header_map_pairs", status::SERIALIZATION_FAILURE))
         }
 

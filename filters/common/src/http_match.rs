@@ -131,6 +131,29 @@ impl HttpMatch {
             && self.source_namespace.is_none()
     }
 
+    /// The request headers the block reads, pseudo-headers included (each
+    /// name once), for a filter that fetches only those.
+    pub fn headers_read(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        let fields = [
+            (self.uri.is_some() || !self.query_params.is_empty(), ":path"),
+            (self.method.is_some(), ":method"),
+            (self.scheme.is_some(), ":scheme"),
+            (self.authority.is_some(), ":authority"),
+        ];
+        for (read, name) in fields {
+            if read && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        for (name, _) in self.headers.iter().chain(&self.without_headers) {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
     /// True when the block reads the caller's identity.
     pub fn needs_identity(&self) -> bool {
         self.source_principal.is_some() || self.source_namespace.is_some()
@@ -170,7 +193,9 @@ impl<'a> MatchRequest<'a> {
         let mut values = self.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_slice());
         let first = values.next()?;
         match values.next() {
-            None => Some(String::from_utf8_lossy(first)),
+            // from_utf8 checks ASCII a word at a time; the lossy form goes
+            // byte by byte, so it only takes what is not UTF-8.
+            None => Some(std::str::from_utf8(first).map_or_else(|_| String::from_utf8_lossy(first), Cow::Borrowed)),
             Some(second) => {
                 let mut joined = String::from_utf8_lossy(first).into_owned();
                 for v in std::iter::once(second).chain(values) {
@@ -284,6 +309,15 @@ mod tests {
         assert!(at(Some("spiffe://cluster.local/ns/ops/sa/x")));
         assert!(!at(Some("spiffe://cluster.local/ns/opsx/sa/x")));
         assert!(!at(None));
+    }
+
+    #[test]
+    fn a_block_names_the_headers_it_reads() {
+        let m = block(r#"{"uri":{"prefix":"/a"},"queryParams":{"q":{"exact":"1"}},"headers":{"x-tier":{}},"withoutHeaders":{"x-tier":{},"x-internal":{}}}"#).unwrap();
+        assert_eq!(m.headers_read(), vec![":path", "x-tier", "x-internal"]);
+        assert!(block("{}").unwrap().headers_read().is_empty());
+        let m = block(r#"{"method":{"exact":"GET"},"authority":{"prefix":"shop"},"scheme":{"exact":"https"}}"#).unwrap();
+        assert_eq!(m.headers_read(), vec![":method", ":scheme", ":authority"]);
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! The proxy-wasm glue: the root context compiles the configuration and
-//! defines the metrics once; each request's context reads the header map in
-//! one host call (plus the peer identity or port only when a route needs
+//! The proxy-wasm glue: the root context compiles the configuration, defines
+//! the metrics and lists the headers the decision reads, once; each
+//! request's context reads the header map in one host call, copying only
+//! those headers (plus the peer identity or port only when a route needs
 //! them), asks `Router::decide`, and sets the routing header.
 
-use crate::config::Router;
+use crate::config::{Router, Sticky};
 use crate::destination::{Decision, RequestView};
 use filter_common::metrics::name_part;
 use filter_common::{count, load_config, AbiHost, Host, LogLevel, MapType, Metric};
@@ -53,7 +54,35 @@ impl Metrics {
 struct Shared {
     router: Router,
     metrics: Metrics,
+    /// The request headers the decision (and the debug line) reads: the
+    /// only ones copied out of the header map.
+    reads: Vec<String>,
     debug: bool,
+}
+
+/// Every header `decide` may read: the match blocks', the routing header,
+/// and for splits the sticky key and the request id.
+fn headers_read(router: &Router, debug: bool) -> Vec<String> {
+    let mut names: Vec<&str> = vec![router.header.as_str()];
+    names.extend(router.routes.iter().flat_map(|r| r.matches.iter().flat_map(|m| m.headers_read())));
+    if router.routes.iter().any(|r| r.targets.len() > 1) {
+        match &router.sticky {
+            Some(Sticky::Header(name)) => names.push(name),
+            Some(Sticky::Cookie(_)) => names.push("cookie"),
+            None => {}
+        }
+        names.push("x-request-id");
+    }
+    if debug {
+        names.push("x-request-id");
+    }
+    let mut unique: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        if !unique.iter().any(|n| n == name) {
+            unique.push(name.to_string());
+        }
+    }
+    unique
 }
 
 #[derive(Default)]
@@ -70,7 +99,8 @@ impl RootContext for RouterRoot {
         let metrics = Metrics::define(&host, &router);
         // Read once: formatting a debug line per request costs even when dropped.
         let debug = host.log_level().is_ok_and(|l| l <= LogLevel::Debug);
-        self.shared = Some(Rc::new(Shared { router, metrics, debug }));
+        let reads = headers_read(&router, debug);
+        self.shared = Some(Rc::new(Shared { router, metrics, reads, debug }));
         true
     }
 
@@ -99,7 +129,7 @@ impl RouterStream {
     fn route(&mut self, host: &dyn Host) -> Result<(), filter_common::HostError> {
         let shared = Rc::clone(&self.shared);
         let router = &shared.router;
-        let headers = host.headers(MapType::RequestHeaders)?;
+        let headers = host.headers_where(MapType::RequestHeaders, &|name| shared.reads.iter().any(|r| r.as_bytes() == name))?;
         let client_sent = headers.iter().any(|(k, _)| *k == router.header);
         // Identity and port cost a host call each: read them only when needed.
         let principal = if router.needs_identity || (client_sent && !router.trusted_principals.is_empty()) {
@@ -127,16 +157,17 @@ impl RouterStream {
         }
         match decision.value() {
             Some(value) => {
-                // Replacing drops whatever value the client sent.
+                // Replacing drops whatever value the client sent. The module
+                // speaks ABI 0.2.1 (proxy-wasm 0.2.5), where Envoy clears the
+                // route cache on any request-header change by itself, so no
+                // clear_route_cache call: an SDK on a later ABI needs it back.
                 host.replace_header(MapType::RequestHeaders, &router.header, value.as_bytes())?;
-                // ABI 0.2.1 clears the route cache on the change by itself;
-                // the explicit call keeps routing right on later ABIs.
-                let _ = host.clear_route_cache();
-                self.chosen = Some(value.to_string());
+                if router.response_header.is_some() {
+                    self.chosen = Some(value.to_string());
+                }
             }
             None if client_sent && decision != Decision::Trusted => {
                 host.remove_header(MapType::RequestHeaders, &router.header)?;
-                let _ = host.clear_route_cache();
             }
             None => {}
         }

@@ -1,5 +1,6 @@
 //! The proxy-wasm glue. The root context compiles the configuration and
-//! defines the metrics; each request's context reads the header map once,
+//! defines the metrics; each request's context reads the header map once
+//! (copying only the headers the plan may read),
 //! removes router-control headers a client sent, asks the plan for the
 //! rule's headers, reserves retries from the shared budget, and sets them.
 //! At log time it reads how many attempts Envoy made and settles the
@@ -42,7 +43,36 @@ impl Metrics {
 struct Shared {
     hints: Hints,
     metrics: Metrics,
+    /// The headers the rules' match blocks and the idempotency key name:
+    /// copied out of the header map with those of [`copied`].
+    reads: Vec<String>,
     debug: bool,
+}
+
+/// Whether a request header is copied out of the map for the plan. Only
+/// names the plan may read are: pseudo-headers, router-control headers
+/// (`x-envoy-…`, which the plan strips), body and protocol framing
+/// (`content-…`, `grpc-…`, `te`), the request id, and `reads`. Whatever the
+/// plan reads must fall in here.
+fn copied(name: &[u8], reads: &[String]) -> bool {
+    name.starts_with(b":")
+        || name.starts_with(b"x-envoy-")
+        || name.starts_with(b"content-")
+        || name.starts_with(b"grpc-")
+        || name == b"te"
+        || name == b"x-request-id"
+        || reads.iter().any(|r| r.as_bytes() == name)
+}
+
+/// The rules' match-block headers and the idempotency key header.
+fn headers_read(hints: &Hints) -> Vec<String> {
+    let mut names: Vec<String> = vec![hints.idempotency_key_header.clone()];
+    for name in hints.rules.iter().flat_map(|r| r.matches.iter().flat_map(|m| m.headers_read())) {
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    names
 }
 
 #[derive(Default)]
@@ -62,7 +92,8 @@ impl RootContext for RetryRoot {
         let metrics = Metrics::define(&host);
         // Read once: formatting a debug line per request costs even when dropped.
         let debug = host.log_level().is_ok_and(|l| l <= LogLevel::Debug);
-        self.shared = Some(Rc::new(Shared { hints, metrics, debug }));
+        let reads = headers_read(&hints);
+        self.shared = Some(Rc::new(Shared { hints, metrics, reads, debug }));
         true
     }
 
@@ -101,7 +132,7 @@ impl RetryStream {
     fn on_request(&mut self, host: &dyn Host, end_of_stream: bool) -> Result<(), HostError> {
         let shared = Rc::clone(&self.shared);
         let (hints, metrics) = (&shared.hints, &shared.metrics);
-        let headers = host.headers(MapType::RequestHeaders)?;
+        let headers = host.headers_where(MapType::RequestHeaders, &|name| copied(name, &shared.reads))?;
         let sent = plan::router_control_headers(&headers);
         let check_caller = !sent.is_empty() && !hints.trusted_principals.is_empty();
         // Identity and port cost a host call each: read them only when needed.
