@@ -96,6 +96,12 @@ impl Envoy {
     /// Like [`Envoy::start_json`], with `workers` worker threads (each with
     /// its own Wasm VMs, sharing their shared data).
     pub fn start_json_with_workers(config: &Value, workers: usize) -> Result<Self, KitError> {
+        Self::start_json_with_env(config, workers, &[])
+    }
+
+    /// Like [`Envoy::start_json_with_workers`], with `env` added to Envoy's
+    /// environment (what a Wasm VM's `host_env_keys` read).
+    pub fn start_json_with_env(config: &Value, workers: usize, env: &[(&str, &str)]) -> Result<Self, KitError> {
         let binary = envoy_binary()?;
         let dir = ScratchDir::new()?;
         let config_path = dir.0.join("envoy.yaml");
@@ -115,6 +121,7 @@ impl Envoy {
             .arg(&admin_path)
             .args(["--use-dynamic-base-id", "--concurrency", &workers.to_string(), "--disable-hot-restart"])
             .args(["-l", &level, "--component-log-level", "wasm:debug"])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err));
