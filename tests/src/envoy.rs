@@ -96,12 +96,27 @@ impl Envoy {
     /// Like [`Envoy::start_json`], with `workers` worker threads (each with
     /// its own Wasm VMs, sharing their shared data).
     pub fn start_json_with_workers(config: &Value, workers: usize) -> Result<Self, KitError> {
-        Self::start_json_with_args(config, workers, &[])
+        Self::start_json_with_options(config, workers, &[], &[])
     }
 
     /// Like [`Envoy::start_json_with_workers`], with more command-line
     /// options (`--drain-time-s 1`, …).
     pub fn start_json_with_args(config: &Value, workers: usize, extra_args: &[&str]) -> Result<Self, KitError> {
+        Self::start_json_with_options(config, workers, extra_args, &[])
+    }
+
+    /// Like [`Envoy::start_json_with_workers`], with `env` added to Envoy's
+    /// environment (what a Wasm VM's `host_env_keys` read).
+    pub fn start_json_with_env(config: &Value, workers: usize, env: &[(&str, &str)]) -> Result<Self, KitError> {
+        Self::start_json_with_options(config, workers, &[], env)
+    }
+
+    fn start_json_with_options(
+        config: &Value,
+        workers: usize,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, KitError> {
         let binary = envoy_binary()?;
         let dir = ScratchDir::new()?;
         let config_path = dir.0.join("envoy.yaml");
@@ -122,6 +137,7 @@ impl Envoy {
             .args(["--use-dynamic-base-id", "--concurrency", &workers.to_string(), "--disable-hot-restart"])
             .args(["-l", &level, "--component-log-level", "wasm:debug"])
             .args(extra_args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err));
