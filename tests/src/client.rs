@@ -1,7 +1,7 @@
 //! A one-request-per-connection HTTP/1.1 client for sending test traffic.
 
 use crate::error::KitError;
-use crate::http::{read_message, write_message, Message};
+use crate::http::{read_message_framed, write_message, Message};
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -16,6 +16,8 @@ pub struct Request {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Leave the connection open after the response (no `connection: close`).
+    pub keep_alive: bool,
 }
 
 impl Request {
@@ -57,9 +59,13 @@ impl Request {
         if !has_length && (!self.body.is_empty() || matches!(self.method.as_str(), "POST" | "PUT" | "PATCH")) {
             headers.push(("content-length".into(), self.body.len().to_string()));
         }
-        headers.push(("connection".into(), "close".into()));
+        if !self.keep_alive {
+            headers.push(("connection".into(), "close".into()));
+        }
         write_message(&mut stream, &format!("{} {} HTTP/1.1", self.method, self.path), &headers, &self.body)?;
-        let message = read_message(&mut BufReader::new(&mut stream), true)?
+        // A response to HEAD has no body, whatever its length says.
+        let has_body = !self.method.eq_ignore_ascii_case("HEAD");
+        let message = read_message_framed(&mut BufReader::new(&mut stream), true, has_body)?
             .ok_or_else(|| KitError::Protocol("connection closed without a response".into()))?;
         Response::from_message(message)
     }
