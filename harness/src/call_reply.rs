@@ -36,6 +36,13 @@ impl CallReply {
         Self { fail: true, ..Self::default() }
     }
 
+    /// The gRPC status the call closes with.
+    pub fn grpc_status(mut self, code: u32, message: &str) -> Self {
+        self.grpc_status = code;
+        self.grpc_message = message.to_string();
+        self
+    }
+
     /// The answer comes `delay` after the call (virtual time).
     pub fn after(mut self, delay: std::time::Duration) -> Self {
         self.delay = delay;

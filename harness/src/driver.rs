@@ -533,15 +533,15 @@ impl Driver<'_> {
 }
 
 /// The headers of a local reply as Envoy 1.40 builds them: status, the
-/// filter's headers, then the body's length (also when 0) and, for a body,
-/// its type.
+/// filter's headers, then, for a body, its length and type. (Without a
+/// body the HTTP/1 codec writes `content-length: 0` after the whole map.)
 fn reply_headers(reply: &LocalResponse) -> HeaderMap {
     let mut map: HeaderMap = vec![(":status".into(), reply.status.to_string().into_bytes())];
     for (k, v) in &reply.headers {
         map.push((k.to_ascii_lowercase(), v.clone().into_bytes()));
     }
-    map.push(("content-length".into(), reply.body.len().to_string().into_bytes()));
     if !reply.body.is_empty() {
+        map.push(("content-length".into(), reply.body.len().to_string().into_bytes()));
         map.push(("content-type".into(), b"text/plain".to_vec()));
     }
     map

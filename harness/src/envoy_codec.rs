@@ -59,12 +59,15 @@ pub struct ClientSide {
 /// will close. Returns the headers and the body.
 pub fn client_response(status: u16, mut headers: Vec<(String, String)>, body: Vec<u8>, client: ClientSide) -> (Vec<(String, String)>, Vec<u8>) {
     // The connection manager's header goes into the map; the codec's
-    // framing header is written after the whole map.
+    // framing header is written after the whole map (an upstream's
+    // `transfer-encoding`, which filters see, is framing too: seen in
+    // Envoy 1.40 moved to the end).
+    headers.retain(|(k, _)| k != "transfer-encoding");
     if (client.close || client.body_unread) && !has(&headers, "connection") {
         headers.push(("connection".into(), "close".into()));
     }
     let bodiless_status = status == 204 || status == 304 || (100..200).contains(&status);
-    if !has(&headers, "content-length") && !has(&headers, "transfer-encoding") && !bodiless_status {
+    if !has(&headers, "content-length") && !bodiless_status {
         if body.is_empty() && !client.head {
             headers.push(("content-length".into(), "0".into()));
         } else {

@@ -7,6 +7,17 @@ use crate::call_reply::CallReply;
 use crate::state::{CallPlan, CallResponse, HeaderMap};
 use crate::vm::{Trap, Vm};
 
+/// What Envoy's async client delivers for a call that timed out: its
+/// router's own 504 (seen in Envoy 1.40 for HTTP calls; a gRPC call then
+/// closes with the status a 504 maps to, UNAVAILABLE).
+fn timeout_reply() -> CallReply {
+    let body = "upstream request timeout";
+    CallReply::http(504, body)
+        .header("content-length", &body.len().to_string())
+        .header("content-type", "text/plain")
+        .grpc_status(14, body)
+}
+
 fn bytes_map(pairs: &[(String, String)]) -> HeaderMap {
     pairs.iter().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect()
 }
@@ -31,9 +42,7 @@ pub fn answer(vm: &mut Vm, fallback_context: u32, token: u32, grpc: bool) -> Res
     let timed_out = plan.times_out();
     let mut reply = plan.reply;
     if timed_out {
-        // Envoy's async client: an HTTP call that timed out fails without a
-        // response; a gRPC one closes with DEADLINE_EXCEEDED.
-        reply = CallReply { fail: !grpc, grpc_status: 4, grpc_message: String::new(), ..CallReply::default() };
+        reply = timeout_reply();
     }
     let token = token as i32;
 

@@ -100,6 +100,12 @@ impl Route {
         self
     }
 
+    /// The route's timeout (Envoy's default 15 s; 0 disables it).
+    pub fn timeout_ms(mut self, ms: u64) -> Self {
+        self.0["route"]["timeout"] = json!(format!("{}s", ms as f64 / 1000.0));
+        self
+    }
+
     /// Router retries: `num` retries on the `retry_on` conditions.
     pub fn retries(mut self, retry_on: &str, num: u32) -> Self {
         self.0["route"]["retry_policy"] = json!({ "retry_on": retry_on, "num_retries": num });

@@ -1,7 +1,7 @@
 //! A one-request-per-connection HTTP/1.1 client for sending test traffic.
 
 use crate::error::KitError;
-use crate::http::{read_message, write_message, Message};
+use crate::http::{read_message_framed, write_message, Message};
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -16,6 +16,8 @@ pub struct Request {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Leave the connection open after the response (no `connection: close`).
+    pub keep_alive: bool,
 }
 
 impl Request {
@@ -45,21 +47,26 @@ impl Request {
     }
 
     /// Sends the request on an open connection (TCP, TLS) and reads the
-    /// whole response; the connection is closed after it.
+    /// whole response; the connection is closed after it unless `keep_alive`.
     pub fn send_over<S: Read + Write>(&self, mut stream: S) -> Result<Response, KitError> {
         let mut headers = self.wire_headers();
-        headers.push(("connection".into(), "close".into()));
-        write_message(&mut stream, &format!("{} {} HTTP/1.1", self.method, self.path), &headers, &self.body)?;
-        let message = read_message(&mut BufReader::new(&mut stream), true)?
-            .ok_or_else(|| KitError::Protocol("connection closed without a response".into()))?;
-        Response::from_message(message)
+        if !self.keep_alive {
+            headers.push(("connection".into(), "close".into()));
+        }
+        self.exchange(&mut stream, &headers)
     }
 
     /// Sends the request on an open connection and reads the response,
     /// leaving the connection open for the next request (keep-alive).
     pub fn send_keep_alive<S: Read + Write>(&self, stream: &mut S) -> Result<Response, KitError> {
-        write_message(stream, &format!("{} {} HTTP/1.1", self.method, self.path), &self.wire_headers(), &self.body)?;
-        let message = read_message(&mut BufReader::new(stream), true)?
+        self.exchange(stream, &self.wire_headers())
+    }
+
+    fn exchange<S: Read + Write>(&self, stream: &mut S, headers: &[(String, String)]) -> Result<Response, KitError> {
+        write_message(&mut *stream, &format!("{} {} HTTP/1.1", self.method, self.path), headers, &self.body)?;
+        // A response to HEAD has no body, whatever its length says.
+        let has_body = !self.method.eq_ignore_ascii_case("HEAD");
+        let message = read_message_framed(&mut BufReader::new(stream), true, has_body)?
             .ok_or_else(|| KitError::Protocol("connection closed without a response".into()))?;
         Response::from_message(message)
     }

@@ -38,6 +38,12 @@ const MAX_HEAD: usize = 64 * 1024;
 /// (an idle keep-alive connection ending). `body_until_close` reads a body
 /// without length to the end of the connection (responses only).
 pub fn read_message<R: Read>(reader: &mut BufReader<R>, body_until_close: bool) -> Result<Option<Message>, KitError> {
+    read_message_framed(reader, body_until_close, true)
+}
+
+/// Like [`read_message`]; with `has_body` false (a response to `HEAD`) only
+/// the head is read, whatever its length headers say.
+pub fn read_message_framed<R: Read>(reader: &mut BufReader<R>, body_until_close: bool, has_body: bool) -> Result<Option<Message>, KitError> {
     let mut start_line = String::new();
     if reader.read_line(&mut start_line).map_err(KitError::io("reading start line"))? == 0 {
         return Ok(None);
@@ -62,6 +68,9 @@ pub fn read_message<R: Read>(reader: &mut BufReader<R>, body_until_close: bool) 
         headers.push((name.to_string(), value.trim().to_string()));
     }
     let mut message = Message { start, headers, body: Vec::new() };
+    if !has_body {
+        return Ok(Some(message));
+    }
     let chunked = message
         .header("transfer-encoding")
         .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
@@ -101,6 +110,18 @@ fn read_chunked<R: Read>(reader: &mut BufReader<R>) -> Result<Vec<u8>, KitError>
         let mut crlf = [0u8; 2];
         reader.read_exact(&mut crlf).map_err(KitError::io("reading chunk end"))?;
     }
+}
+
+/// Writes `body` in HTTP/1.1 chunks of at most `size` bytes, then the last chunk.
+pub fn chunked_body(body: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 32);
+    for chunk in body.chunks(size.max(1)) {
+        out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
 }
 
 /// Writes a message with exactly the given head; the caller decides framing

@@ -39,4 +39,4 @@ pub use client::{Request, Response};
 pub use envoy::{wasm_module, workspace_root, Envoy};
 pub use error::KitError;
 pub use tls::{Credential, Pki, TlsStream};
-pub use upstream::{Received, Script, Upstream};
+pub use upstream::{Framing, Received, Script, Upstream};

@@ -3,7 +3,7 @@
 //! delay, and an identity header naming which server answered.
 
 use crate::error::KitError;
-use crate::http::{read_message, write_message, Message};
+use crate::http::{chunked_body, read_message, write_message, Message};
 use std::io::BufReader;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +50,20 @@ pub struct Script {
     pub cycle: bool,
     /// Only the first this many requests wait `delay` (all of them if 0).
     pub slow_first: usize,
+    /// How the response body is framed.
+    pub framing: Framing,
+}
+
+/// How an upstream frames its response body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Framing {
+    /// `content-length` (the default).
+    #[default]
+    ContentLength,
+    /// `transfer-encoding: chunked`, in chunks of this many bytes.
+    Chunked(usize),
+    /// No length at all: the body ends when the upstream closes the connection.
+    Close,
 }
 
 impl Script {
@@ -62,7 +76,14 @@ impl Script {
             body: format!("hello from {identity}\n").into_bytes(),
             cycle: false,
             slow_first: 0,
+            framing: Framing::ContentLength,
         }
+    }
+
+    /// Frames the body as `framing` says instead of with a content-length.
+    pub fn framed(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
     }
 
     /// Answers `status` to the first `n` requests, then 200.
@@ -198,14 +219,25 @@ fn serve(conn: TcpStream, log: &Log, script: &Script) {
             thread::sleep(delay);
         }
         let status = script.status_for(nth);
-        let mut headers = vec![
-            ("content-type".to_string(), "text/plain".to_string()),
-            ("content-length".to_string(), script.body.len().to_string()),
-            ("x-upstream-identity".to_string(), script.identity.clone()),
-        ];
+        let mut headers = vec![("content-type".to_string(), "text/plain".to_string())];
+        let body = match script.framing {
+            Framing::ContentLength => {
+                headers.push(("content-length".to_string(), script.body.len().to_string()));
+                script.body.clone()
+            }
+            Framing::Chunked(size) => {
+                headers.push(("transfer-encoding".to_string(), "chunked".to_string()));
+                chunked_body(&script.body, size)
+            }
+            Framing::Close => script.body.clone(),
+        };
+        headers.push(("x-upstream-identity".to_string(), script.identity.clone()));
         headers.extend(script.extra_headers.iter().cloned());
         let mut writer = &conn;
-        if write_message(&mut writer, &format!("HTTP/1.1 {status} {}", reason(status)), &headers, &script.body).is_err() {
+        if write_message(&mut writer, &format!("HTTP/1.1 {status} {}", reason(status)), &headers, &body).is_err() {
+            return;
+        }
+        if script.framing == Framing::Close {
             return;
         }
     }

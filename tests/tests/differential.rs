@@ -148,7 +148,7 @@ fn pause_resumed_by_a_call_response_alike() {
             { "readBuffer": { "buffer": "httpCallResponseBody", "to": to("request", "x-callout-body") } },
         ],
     }));
-    case.callout = Some("allowed");
+    case.callout = Some(b"allowed".to_vec());
     same(case);
 }
 
