@@ -1,5 +1,6 @@
 //! End-to-end kit: starts a real Envoy per test from a config the test
-//! builds, runs recording upstream servers on loopback, sends requests, and
+//! builds, runs recording upstream servers on loopback (HTTP/1.1, HTTP/2, a
+//! gRPC service), sends requests (HTTP/1.1, HTTP/2, gRPC), and
 //! validates Istio manifests against the CRD schemas. Also home of `demo`.
 
 // Test tooling, not filter code: it reads JSON with serde_json's `value["key"]`,
@@ -12,9 +13,13 @@ pub mod crd;
 pub mod differential;
 pub mod envoy;
 pub mod error;
+pub mod grpc;
+pub mod h2_client;
+pub mod h2_upstream;
 pub mod http;
 pub mod jwt;
 pub mod manifests;
+pub mod recorder;
 pub mod tls;
 pub mod mesh_router;
 pub mod retry_hints_tour;
@@ -26,5 +31,8 @@ pub use bootstrap::{Bootstrap, ListenerTls, Route, WasmFilter};
 pub use client::{Request, Response};
 pub use envoy::{wasm_module, workspace_root, Envoy};
 pub use error::KitError;
+pub use grpc::{Call, GrpcAnswer, GrpcClient, GrpcReceived, GrpcScript, GrpcService, Reply};
+pub use h2_client::{H2Request, H2Response};
+pub use h2_upstream::{H2Received, H2Upstream};
 pub use tls::{Credential, Pki};
 pub use upstream::{Received, Script, Upstream};
