@@ -8,6 +8,7 @@ pub mod body;
 pub mod config;
 pub mod detect;
 pub mod form;
+pub mod grpc_framing;
 pub mod json;
 pub mod mode;
 pub mod multipart;
