@@ -130,6 +130,9 @@ pub struct Bootstrap {
     /// The HTTP connection manager's `forward_client_cert_details`
     /// (Envoy's default: SANITIZE).
     pub forward_client_cert: Option<String>,
+    /// Clusters whose upstream speaks HTTP/2 (cleartext, prior knowledge),
+    /// as gRPC services and sidecars do.
+    pub h2_clusters: Vec<String>,
 }
 
 /// A TLS listener, as an Istio sidecar's inbound one: the server
@@ -158,6 +161,12 @@ impl Bootstrap {
     pub fn cluster(mut self, name: &str, addr: SocketAddr) -> Self {
         self.clusters.push((name.to_string(), addr));
         self
+    }
+
+    /// A cluster whose endpoint Envoy speaks HTTP/2 to (h2c).
+    pub fn h2_cluster(mut self, name: &str, addr: SocketAddr) -> Self {
+        self.h2_clusters.push(name.to_string());
+        self.cluster(name, addr)
     }
 
     pub fn route(mut self, route: Route) -> Self {
@@ -213,7 +222,11 @@ impl Bootstrap {
         }
         http_filters.push(json!({ "name": "envoy.filters.http.router", "typed_config": router }));
         let routes: Vec<Value> = self.routes.iter().map(|r| r.0.clone()).collect();
-        let clusters: Vec<Value> = self.clusters.iter().map(|(name, addr)| cluster_json(name, *addr)).collect();
+        let clusters: Vec<Value> = self
+            .clusters
+            .iter()
+            .map(|(name, addr)| cluster_json(name, *addr, self.h2_clusters.contains(name)))
+            .collect();
         let mut hcm = json!({
             "name": "envoy.filters.network.http_connection_manager",
             "typed_config": {
@@ -268,6 +281,9 @@ impl ListenerTls {
                         "private_key": { "filename": self.key },
                     }],
                     "validation_context": { "trusted_ca": { "filename": self.ca } },
+                    // The HTTP connection manager's AUTO codec follows ALPN:
+                    // h2 clients get HTTP/2, the rest HTTP/1.1.
+                    "alpn_protocols": ["h2", "http/1.1"],
                 },
             },
         })
@@ -278,8 +294,8 @@ fn socket(addr: SocketAddr) -> Value {
     json!({ "socket_address": { "address": addr.ip().to_string(), "port_value": addr.port() } })
 }
 
-fn cluster_json(name: &str, addr: SocketAddr) -> Value {
-    json!({
+fn cluster_json(name: &str, addr: SocketAddr, h2: bool) -> Value {
+    let mut cluster = json!({
         "name": name,
         "type": "STATIC",
         "connect_timeout": "2s",
@@ -287,5 +303,14 @@ fn cluster_json(name: &str, addr: SocketAddr) -> Value {
             "cluster_name": name,
             "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": socket(addr) } }] }],
         },
-    })
+    });
+    if h2 {
+        cluster["typed_extension_protocol_options"] = json!({
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": { "http2_protocol_options": {} },
+            },
+        });
+    }
+    cluster
 }

@@ -88,7 +88,7 @@ impl Pki {
         Ok(Credential { cert_der: cert.der().clone(), key_der: key.serialize_der(), cert_path, key_path })
     }
 
-    fn client_config(&self, client: Option<&Credential>) -> Result<rustls::ClientConfig, KitError> {
+    pub(crate) fn client_config(&self, client: Option<&Credential>) -> Result<rustls::ClientConfig, KitError> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.issuer.der().clone()).map_err(tls_error("trusting the test CA"))?;
         let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))

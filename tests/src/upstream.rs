@@ -106,7 +106,7 @@ impl Script {
         self
     }
 
-    fn delay_for(&self, nth: usize) -> Duration {
+    pub(crate) fn delay_for(&self, nth: usize) -> Duration {
         if self.slow_first == 0 || nth < self.slow_first { self.delay } else { Duration::ZERO }
     }
 
@@ -120,7 +120,7 @@ impl Script {
         self
     }
 
-    fn status_for(&self, nth: usize) -> u16 {
+    pub(crate) fn status_for(&self, nth: usize) -> u16 {
         if self.cycle && !self.statuses.is_empty() {
             return self.statuses.get(nth % self.statuses.len()).copied().unwrap_or(200);
         }

@@ -9,6 +9,7 @@
 
 use crate::body::{classify, sanitize_body, BodyKind, Unsanitizable};
 use crate::config::{OnUnsanitizable, Policy, ShadowMatch};
+use crate::grpc_framing::{self, Reframer};
 use crate::redact::Redactor;
 use crate::request::{sanitize_headers, HeaderEdit};
 use crate::shadow::is_shadow_authority;
@@ -23,6 +24,7 @@ struct Metrics {
     dropped_oversize: Option<Metric>,
     dropped_unreadable: Option<Metric>,
     rejected: Option<Metric>,
+    grpc_messages_dropped: Option<Metric>,
     errors: Option<Metric>,
     /// Per rule, in the policy's order: values redacted.
     rules: Vec<Option<Metric>>,
@@ -36,6 +38,7 @@ impl Metrics {
             dropped_oversize: counter("mirror_sanitizer.shadow.dropped_oversize"),
             dropped_unreadable: counter("mirror_sanitizer.shadow.dropped_unreadable"),
             rejected: counter("mirror_sanitizer.shadow.rejected"),
+            grpc_messages_dropped: counter("mirror_sanitizer.shadow.grpc_messages_dropped"),
             errors: counter("mirror_sanitizer.errors"),
             rules: policy.rules.iter().map(|r| counter(&format!("mirror_sanitizer.rule.{}.redactions", name_part(&r.name)))).collect(),
         }
@@ -86,6 +89,9 @@ enum State {
     Buffering(BodyKind, Vec<u8>),
     /// A shadow copy whose body is dropped as it arrives.
     Dropping,
+    /// A shadow gRPC call: each message is replaced by an empty one as it
+    /// streams by, the framing kept.
+    Grpc(Reframer),
     /// A shadow copy refused or finished.
     Done,
 }
@@ -163,6 +169,10 @@ impl SanitizerStream {
             self.state = State::Done;
             return Ok(Action::Continue);
         }
+        if grpc_framing::is_grpc(header(&headers, "content-type")) {
+            self.state = State::Grpc(Reframer::default());
+            return Ok(Action::Continue);
+        }
         let limit = shared.policy.max_body_bytes;
         let plan = match declared {
             Some(n) if n > limit as u64 => Err(Unsanitizable::Oversize { limit }),
@@ -218,7 +228,41 @@ impl SanitizerStream {
                 Ok(Action::Continue)
             }
             State::Buffering(..) => self.collect(host, size, end_of_stream),
+            State::Grpc(..) => self.reframe(host, size, end_of_stream),
         }
+    }
+
+    /// Passes on one empty message for each message that began in this
+    /// chunk; no byte of a message leaves.
+    fn reframe(&mut self, host: &dyn Host, size: usize, end_of_stream: bool) -> Result<Action, HostError> {
+        let State::Grpc(reframer) = &mut self.state else { return Ok(Action::Continue) };
+        let before = reframer.messages;
+        if size > 0 {
+            let chunk = host.buffer(BufferType::RequestBody, 0, size)?.unwrap_or_default();
+            let out = reframer.chunk(&chunk);
+            host.set_buffer(BufferType::RequestBody, 0, size, &out)?;
+        }
+        let dropped = reframer.messages - before;
+        if dropped > 0 {
+            if let Some(m) = &self.shared.metrics.grpc_messages_dropped {
+                m.add(host, i64::try_from(dropped).unwrap_or(i64::MAX));
+            }
+        }
+        if end_of_stream {
+            self.grpc_done(host);
+        }
+        Ok(Action::Continue)
+    }
+
+    fn grpc_done(&mut self, host: &dyn Host) {
+        if let State::Grpc(reframer) = &self.state {
+            if self.shared.debug {
+                let cut = if reframer.at_boundary() { "" } else { " (cut inside a message)" };
+                host.log(LogLevel::Debug, &format!("mirror-sanitizer: shadow gRPC call {}: {} messages passed on empty{cut}", self.request_id, reframer.messages));
+            }
+            count(host, self.shared.metrics.sanitized.as_ref());
+        }
+        self.state = State::Done;
     }
 
     /// Takes this data callback's bytes into the filter's own buffer and
@@ -318,6 +362,11 @@ impl HttpContext for SanitizerStream {
     }
 
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        if let State::Grpc(..) = self.state {
+            // Every message is already out, empty: the trailers go on.
+            self.grpc_done(&AbiHost);
+            return Action::Continue;
+        }
         // A body followed by trailers never reached end_of_stream in a body
         // callback, so it was never sanitized: refuse rather than release it.
         if let State::Buffering(..) = self.state {

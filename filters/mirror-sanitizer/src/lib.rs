@@ -9,6 +9,7 @@ pub mod config;
 pub mod detect;
 pub mod form;
 pub mod formats;
+pub mod grpc_framing;
 pub mod json;
 pub mod mode;
 pub mod multipart;

@@ -116,6 +116,8 @@ pub struct Hints {
     pub budget: BudgetConfig,
     /// `retry-after` value, in seconds.
     pub retry_after_secs: u64,
+    /// The same wait for gRPC clients (`grpc-retry-pushback-ms`), exact.
+    pub grpc_retry_pushback_ms: u64,
     /// Some rule matches on the caller's identity.
     pub needs_identity: bool,
     /// Some rule matches on the destination port.
@@ -177,6 +179,7 @@ fn compile(spec: HintsSpec) -> Result<Hints, ConfigError> {
         trusted_principals: spec.trusted_principals.iter().map(|p| strip_spiffe(p)).collect(),
         budget,
         retry_after_secs: retry_after_ms.div_ceil(1000),
+        grpc_retry_pushback_ms: retry_after_ms,
         needs_identity,
         needs_port,
         warnings,
@@ -399,6 +402,7 @@ mod tests {
         let h = parse(r#"{"rules":[{"match":[{"sourceNamespace":"ops"}],"timeout":"0s"}],"retryAfter":"1500ms","budget":{"retryRatio":0.25,"minRetriesPerSecond":0,"window":"1m"}}"#).unwrap();
         assert_eq!(h.rules[0].timeout_ms, Some(0), "0s turns Envoy's timeout off, as in Istio");
         assert_eq!(h.retry_after_secs, 2, "rounded up to whole seconds");
+        assert_eq!(h.grpc_retry_pushback_ms, 1500, "gRPC clients read milliseconds");
         assert_eq!(h.budget, BudgetConfig { ratio_permille: 250, min_per_second: 0, window_ms: 60_000 });
         assert!(h.needs_identity);
     }

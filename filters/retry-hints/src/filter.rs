@@ -4,7 +4,8 @@
 //! removes router-control headers a client sent, asks the plan for the
 //! rule's headers, reserves retries from the shared budget, and sets them.
 //! At log time it reads how many attempts Envoy made and settles the
-//! reservation; on a withheld 503/429 it adds `retry-after`.
+//! reservation; on a withheld 503/429 it adds `retry-after`, on a withheld
+//! gRPC UNAVAILABLE/RESOURCE_EXHAUSTED `grpc-retry-pushback-ms`.
 
 use crate::budget::{self, BudgetConfig};
 use crate::config::Hints;
@@ -99,7 +100,7 @@ impl RootContext for RetryRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let shared = Rc::clone(self.shared.as_ref()?);
-        Some(Box::new(RetryStream { shared, budget: None, withheld: false }))
+        Some(Box::new(RetryStream { shared, budget: None, withheld: false, grpc: false }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -118,8 +119,10 @@ struct RetryStream {
     shared: Rc<Shared>,
     budget: Option<Reservation>,
     /// A rule offered retries that this request did not get (unsafe, or the
-    /// budget was spent): a 503/429 answer gets `retry-after`.
+    /// budget was spent): a 503/429 answer gets `retry-after`, a gRPC
+    /// try-later status `grpc-retry-pushback-ms`.
     withheld: bool,
+    grpc: bool,
 }
 
 impl Context for RetryStream {}
@@ -171,7 +174,8 @@ impl RetryStream {
             (Some(_), Ok(())) if granted > 0 => count(host, metrics.hinted.as_ref()),
             _ => {}
         }
-        for (name, value) in plan::headers_for(rule, plan::is_grpc(&request), allowed) {
+        self.grpc = plan::is_grpc(&request);
+        for (name, value) in plan::headers_for(rule, self.grpc, allowed) {
             // A trusted caller's own value stands, unless this request gets no retries.
             let withheld_retries = name == "x-envoy-max-retries" && value == "0";
             if trusted && sent.contains(&name) && !withheld_retries {
@@ -196,6 +200,22 @@ impl RetryStream {
         if plan::needs_retry_after(status, upstream_said, self.withheld) {
             let seconds = self.shared.hints.retry_after_secs.to_string();
             host.add_header(MapType::ResponseHeaders, "retry-after", seconds.as_bytes())?;
+            count(host, self.shared.metrics.retry_after_added.as_ref());
+        }
+        Ok(())
+    }
+
+    /// A gRPC call's status is in the response headers (trailers-only) or
+    /// in the trailers: `map` is where this callback found the end.
+    fn on_grpc_end(&self, host: &dyn Host, map: MapType) -> Result<(), HostError> {
+        let status = host.header(map, "grpc-status")?;
+        if status.is_none() {
+            return Ok(());
+        }
+        let upstream_said = host.header(map, "grpc-retry-pushback-ms")?.is_some();
+        if plan::needs_grpc_pushback(status.as_deref(), upstream_said, self.withheld) {
+            let ms = self.shared.hints.grpc_retry_pushback_ms.to_string();
+            host.add_header(map, "grpc-retry-pushback-ms", ms.as_bytes())?;
             count(host, self.shared.metrics.retry_after_added.as_ref());
         }
         Ok(())
@@ -233,11 +253,26 @@ impl HttpContext for RetryStream {
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         if self.withheld {
             let host = AbiHost;
-            if let Err(e) = self.on_response(&host) {
+            let done = match (self.grpc, end_of_stream) {
+                (true, true) => self.on_grpc_end(&host, MapType::ResponseHeaders),
+                (true, false) => Ok(()),
+                (false, _) => self.on_response(&host),
+            };
+            if let Err(e) = done {
                 self.failed(&host, "response left without retry-after", &e);
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _trailers: usize) -> Action {
+        if self.withheld && self.grpc {
+            let host = AbiHost;
+            if let Err(e) = self.on_grpc_end(&host, MapType::ResponseTrailers) {
+                self.failed(&host, "response left without grpc-retry-pushback-ms", &e);
             }
         }
         Action::Continue

@@ -37,10 +37,8 @@ pub fn router_control_headers(headers: &[(String, Vec<u8>)]) -> Vec<&str> {
 pub enum Unsafe {
     /// Not an idempotent method, and no idempotency key.
     Method,
-    /// A body larger than `maxRetryBodyBytes`.
+    /// A body whose `content-length` is over `maxRetryBodyBytes`.
     BodyTooLarge,
-    /// A body of unknown length (no `content-length`): it could be any size.
-    BodyOfUnknownLength,
 }
 
 /// What the request looks like to the safety check.
@@ -70,11 +68,13 @@ impl Hints {
         if view.end_of_stream {
             return Ok(());
         }
+        // A body of unknown length (HTTP/2 and gRPC streams, chunked bodies)
+        // is Envoy's to judge: its router buffers the body for retries up to
+        // the route's buffer limit and stops retrying past it. Refusing here
+        // would know no more, and would switch off the route's own policy.
         match view.request.header("content-length").map(|l| l.trim().parse::<u64>()) {
-            Some(Ok(length)) if length <= self.max_retry_body_bytes => Ok(()),
-            Some(Ok(_)) => Err(Unsafe::BodyTooLarge),
-            // Chunked, or a length that does not parse: size unknown.
-            _ => Err(Unsafe::BodyOfUnknownLength),
+            Some(Ok(length)) if length > self.max_retry_body_bytes => Err(Unsafe::BodyTooLarge),
+            _ => Ok(()),
         }
     }
 }
@@ -124,6 +124,20 @@ pub fn headers_for(rule: &Rule, grpc: bool, granted: Option<u32>) -> Vec<(&'stat
 /// upstream did not say itself.
 pub fn needs_retry_after(status: u16, upstream_said: bool, retries_withheld: bool) -> bool {
     matches!(status, 429 | 503) && retries_withheld && !upstream_said
+}
+
+/// gRPC's statuses for "try again later": UNAVAILABLE (14) and
+/// RESOURCE_EXHAUSTED (8), as `grpc-status` carries them.
+fn is_grpc_try_later(grpc_status: &[u8]) -> bool {
+    matches!(grpc_status, b"14" | b"8")
+}
+
+/// Whether a gRPC client should be told when to come back
+/// (`grpc-retry-pushback-ms`, which gRPC clients read before retrying): the
+/// call ended in a try-later status, the proxy withheld its retries, and the
+/// upstream did not say itself.
+pub fn needs_grpc_pushback(grpc_status: Option<&[u8]>, upstream_said: bool, retries_withheld: bool) -> bool {
+    grpc_status.is_some_and(is_grpc_try_later) && retries_withheld && !upstream_said
 }
 
 #[cfg(test)]
@@ -214,7 +228,7 @@ mod tests {
     #[test]
     fn a_rule_may_name_its_own_idempotent_methods() {
         let h = hints(r#"{"rules":[{"name":"grpc","match":[{"headers":{"content-type":{"prefix":"application/grpc"}}}],"retry":{"attempts":2},"idempotentMethods":["POST"]},{"retry":{"attempts":2}}]}"#);
-        let call = request("POST", "/pkg.Svc/Get", &[("content-type", "application/grpc"), ("content-length", "5")]);
+        let call = request("POST", "/pkg.Svc/Get", &[("content-type", "application/grpc"), ("te", "trailers")]);
         let (_, rule) = h.rule_for(&view(&call, false).request).unwrap();
         assert_eq!(h.safety(rule, &view(&call, false)), Ok(()), "gRPC calls are POSTs");
         let get = request("GET", "/", &[]);
@@ -225,13 +239,30 @@ mod tests {
     }
 
     #[test]
-    fn large_or_unknown_bodies_are_not_retried() {
+    fn a_body_declared_too_large_is_not_retried() {
         let h = hints(&USERS.replace(r#"{"rules""#, r#"{"maxRetryBodyBytes":1000,"rules""#));
         let safety = |extra: &[(&str, &str)]| h.safety(&h.rules[1], &view(&request("PUT", "/", extra), false));
         assert_eq!(safety(&[("content-length", "1000")]), Ok(()));
         assert_eq!(safety(&[("content-length", "1001")]), Err(Unsafe::BodyTooLarge));
-        assert_eq!(safety(&[("transfer-encoding", "chunked")]), Err(Unsafe::BodyOfUnknownLength));
-        assert_eq!(safety(&[("content-length", "-5")]), Err(Unsafe::BodyOfUnknownLength));
+    }
+
+    #[test]
+    fn a_body_of_unknown_length_is_left_to_envoys_retry_buffer() {
+        let h = hints(&USERS.replace(r#"{"rules""#, r#"{"maxRetryBodyBytes":1000,"rules""#));
+        let safety = |method: &str, extra: &[(&str, &str)]| h.safety(&h.rules[1], &view(&request(method, "/", extra), false));
+        assert_eq!(safety("PUT", &[]), Ok(()), "an HTTP/2 stream without content-length");
+        assert_eq!(safety("PUT", &[("transfer-encoding", "chunked")]), Ok(()));
+        assert_eq!(safety("PUT", &[("content-length", "-5")]), Ok(()), "Envoy itself refuses a bad length");
+        assert_eq!(safety("POST", &[]), Err(Unsafe::Method), "the method is still checked");
+    }
+
+    #[test]
+    fn a_grpc_call_as_real_clients_send_it_is_retried_under_a_rule_for_post() {
+        // gRPC clients send no content-length: the body's length is unknown.
+        let h = hints(r#"{"rules":[{"match":[{"headers":{"content-type":{"prefix":"application/grpc"}}}],"retry":{"attempts":2,"retryOn":"unavailable"},"idempotentMethods":["POST"]}]}"#);
+        let call = request("POST", "/pkg.Svc/Get", &[("content-type", "application/grpc"), ("te", "trailers")]);
+        let (_, rule) = h.rule_for(&view(&call, false).request).unwrap();
+        assert_eq!(h.safety(rule, &view(&call, false)), Ok(()));
     }
 
     #[test]
@@ -251,6 +282,18 @@ mod tests {
         let h = request("POST", "/pkg.Svc/Call", &[("content-type", "application/grpc+proto")]);
         assert!(is_grpc(&view(&h, true).request));
         assert!(!is_grpc(&view(&request("GET", "/", &[("content-type", "application/json")]), true).request));
+    }
+
+    #[test]
+    fn grpc_pushback_only_for_try_later_statuses_with_retries_withheld() {
+        assert!(needs_grpc_pushback(Some(b"14"), false, true), "UNAVAILABLE");
+        assert!(needs_grpc_pushback(Some(b"8"), false, true), "RESOURCE_EXHAUSTED");
+        assert!(!needs_grpc_pushback(Some(b"14"), true, true), "the upstream's own pushback stays");
+        assert!(!needs_grpc_pushback(Some(b"14"), false, false), "retries were allowed: nothing to add");
+        for other in [&b"0"[..], b"2", b"7", b"13", b"140", b""] {
+            assert!(!needs_grpc_pushback(Some(other), false, true), "{other:?}");
+        }
+        assert!(!needs_grpc_pushback(None, false, true), "no status yet");
     }
 
     #[test]
