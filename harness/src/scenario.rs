@@ -17,29 +17,36 @@ pub struct Pairs(pub Vec<(String, String)>);
 
 impl<'de> Deserialize<'de> for Pairs {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct PairsVisitor;
-        impl<'de> Visitor<'de> for PairsVisitor {
-            type Value = Pairs;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of names to values, or a list of [name, value] pairs")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
-                let mut pairs = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, ScalarText>()? {
-                    pairs.push((k, v.0));
-                }
-                Ok(Pairs(pairs))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Pairs, A::Error> {
-                let mut pairs = Vec::new();
-                while let Some((k, v)) = seq.next_element::<(String, ScalarText)>()? {
-                    pairs.push((k, v.0));
-                }
-                Ok(Pairs(pairs))
-            }
-        }
-        d.deserialize_any(PairsVisitor)
+        let pairs = named_entries::<D, ScalarText>(d, "a map of names to values, or a list of [name, value] pairs")?;
+        Ok(Pairs(pairs.into_iter().map(|(k, v)| (k, v.0)).collect()))
     }
+}
+
+/// Name-value entries in the order written, from a YAML map or a list of
+/// `[name, value]` pairs; `expecting` says what else was wanted.
+fn named_entries<'de, D: Deserializer<'de>, V: Deserialize<'de>>(d: D, expecting: &'static str) -> Result<Vec<(String, V)>, D::Error> {
+    struct EntriesVisitor<V>(&'static str, std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for EntriesVisitor<V> {
+        type Value = Vec<(String, V)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut entries = Vec::new();
+            while let Some(entry) = map.next_entry::<String, V>()? {
+                entries.push(entry);
+            }
+            Ok(entries)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut entries = Vec::new();
+            while let Some(entry) = seq.next_element::<(String, V)>()? {
+                entries.push(entry);
+            }
+            Ok(entries)
+        }
+    }
+    d.deserialize_any(EntriesVisitor(expecting, std::marker::PhantomData))
 }
 
 /// What a scenario expects of one header name: its first value, all its
@@ -74,28 +81,7 @@ pub struct HeaderExpect(pub Vec<(String, HeaderWant)>);
 
 impl<'de> Deserialize<'de> for HeaderExpect {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ExpectVisitor;
-        impl<'de> Visitor<'de> for ExpectVisitor {
-            type Value = HeaderExpect;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of names to a value, a list of values or null, or a list of [name, value] pairs")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeaderExpect, A::Error> {
-                let mut pairs = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, HeaderWant>()? {
-                    pairs.push((k, v));
-                }
-                Ok(HeaderExpect(pairs))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HeaderExpect, A::Error> {
-                let mut pairs = Vec::new();
-                while let Some((k, v)) = seq.next_element::<(String, HeaderWant)>()? {
-                    pairs.push((k, v));
-                }
-                Ok(HeaderExpect(pairs))
-            }
-        }
-        d.deserialize_any(ExpectVisitor)
+        named_entries(d, "a map of names to a value, a list of values or null, or a list of [name, value] pairs").map(HeaderExpect)
     }
 }
 

@@ -115,3 +115,40 @@ fn an_unknown_option_exits_2_with_the_usage() {
     assert!(err.contains("unknown option --frobnicate"), "{err}");
     assert!(err.contains("usage:"), "{err}");
 }
+
+#[test]
+fn run_envoy_like_prints_start_up_ticks_and_stream_lines_in_envoys_words() {
+    let probe = workspace().join("target/wasm32-wasip1/release/probe_fixture.wasm");
+    let text = format!(
+        r#"wasm: {}
+plugin:
+  rootId: probe
+  config:
+    onConfigure: [{{ log: {{ level: warn, message: configured }} }}, {{ tickPeriod: {{ ms: 1000 }} }}]
+    onTick: [{{ log: {{ level: info, message: ticked }} }}]
+    onRequestHeaders:
+      - {{ httpCall: {{ cluster: authz, timeoutMs: 200, headers: [[":method", GET], [":path", /], [":authority", authz]] }} }}
+      - {{ returnAction: pause }}
+    onHttpCallResponse: [{{ getHeader: {{ map: httpCallResponse, name: ":status", to: {{ map: request, name: x-status }} }} }}]
+  clusters: {{ authz: {{ status: 200 }} }}
+requests:
+  - advanceMs: 2500
+    request: {{ path: / }}
+    calls: {{ authz: [{{ status: 200, delayMs: 500 }}] }}
+    expect:
+      upstream: {{ headers: {{ x-status: "504", x-envoy-expected-rq-timeout-ms: ["15000"], x-absent: null }} }}
+  - request: {{ path: / }}
+    expect:
+      upstream: {{ headers: {{ x-status: "200" }} }}
+"#,
+        probe.display()
+    );
+    let path = scenario("envoy-like.yaml", &text);
+    let out = harness(&workspace(), &["run", "--envoy-like", path.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    // Three VMs start (the main thread's check, its VM, one worker's).
+    assert_eq!(text.matches("start: [warning][wasm] wasm log probe: configured").count(), 3, "{text}");
+    // Two ticks in 2.5 s for each of the two VMs that live.
+    assert_eq!(text.matches("before it: [info][wasm] wasm log probe: ticked").count(), 4, "{text}");
+}

@@ -158,6 +158,17 @@ impl Case {
         headers
     }
 
+    /// The case through both; an error shows both sides (and Envoy's log)
+    /// when they differ.
+    pub fn compare(&self) -> Result<harness::Outcome, String> {
+        let (envoy, log) = self.in_envoy().map_err(|e| e.to_string())?;
+        let (harness, outcome) = self.in_harness()?;
+        if envoy != harness {
+            return Err(format!("harness and Envoy differ\n envoy:   {envoy:?}\n harness: {harness:?}\n harness outcome: {outcome:?}\n envoy log:\n{log}"));
+        }
+        Ok(outcome)
+    }
+
     /// The case through a real Envoy.
     pub fn in_envoy(&self) -> Result<(Seen, String), KitError> {
         let mut script = Script::ok("upstream").framed(self.upstream_framing);
@@ -326,6 +337,11 @@ impl Case {
         };
         Ok((seen, outcome))
     }
+}
+
+/// Where the probe writes what it observed: header `name` of `map`.
+pub fn to(map: &str, name: &str) -> Value {
+    serde_json::json!({ "map": map, "name": name })
 }
 
 /// The module's log lines in Envoy's log that contain `marker`, as

@@ -7,22 +7,13 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)] // test helpers, like the tests, fail by panicking
 
-use e2e::differential::Case;
+use e2e::differential::{to, Case};
 use e2e::Framing;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
 fn same(case: Case) -> harness::Outcome {
-    let (envoy, log) = case.in_envoy().unwrap();
-    let (harness, outcome) = case.in_harness().unwrap();
-    if envoy != harness {
-        panic!("harness and Envoy differ\n envoy:   {envoy:?}\n harness: {harness:?}\n harness outcome: {outcome:?}\n envoy log:\n{log}");
-    }
-    outcome
-}
-
-fn to(map: &str, name: &str) -> Value {
-    json!({ "map": map, "name": name })
+    case.compare().unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
