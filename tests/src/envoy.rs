@@ -206,11 +206,6 @@ impl Envoy {
         self.child.id()
     }
 
-    /// The folder of this Envoy's config and log, removed when it stops.
-    pub fn scratch_dir(&self) -> &Path {
-        self._dir.path()
-    }
-
     pub fn admin(&self) -> SocketAddr {
         self.admin
     }

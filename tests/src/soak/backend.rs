@@ -33,6 +33,8 @@ pub struct BackendScript {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attempts {
     pub statuses: Vec<u16>,
+    /// When the first attempt arrived, in milliseconds since the Unix epoch.
+    pub first_at_ms: u64,
 }
 
 #[derive(Default)]
@@ -112,12 +114,22 @@ fn record(request: &Message, status: u16, script: &BackendScript, seen: &Mutex<S
     let leak = leaked(request, &script.forbidden);
     let Ok(mut seen) = seen.lock() else { return };
     match id {
-        Some(id) => seen.by_id.entry(id).or_default().statuses.push(status),
+        Some(id) => {
+            let attempts = seen.by_id.entry(id).or_default();
+            if attempts.statuses.is_empty() {
+                attempts.first_at_ms = epoch_ms();
+            }
+            attempts.statuses.push(status);
+        }
         None => seen.anonymous += 1,
     }
     if let Some(text) = leak {
         seen.leaks.push((id.unwrap_or(u64::MAX), text));
     }
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// The first forbidden text found in the request's target, headers or body.

@@ -3,57 +3,60 @@
 //! grants a retry only while the ten buckets ending now hold fewer retries
 //! than 20% of their requests + 10/s × 10 s. So for every ten consecutive
 //! buckets, the retries of the requests that started in them stay within
-//! that allowance. The client's clock is the same as Envoy's, but a request
-//! is sent a little before Envoy reads the clock for it: requests sent in
-//! the last `EDGE_MS` of a bucket may have been counted in the next one,
-//! and the per-window bound allows for exactly those.
+//! that allowance. Envoy's clock is the client's and the backends', and it
+//! reads it for a request between the client sending it and the backend
+//! receiving its first attempt: a request whose send and first arrival fall
+//! in different seconds may be in either bucket, and the per-window bound
+//! allows for exactly those.
 
 use crate::soak::checks::Report;
 use crate::soak::deployment::{BUDGET_MIN_PER_SECOND, BUDGET_RATIO_PERCENT, BUDGET_WINDOW_S};
 use crate::soak::evidence::Evidence;
 use std::collections::BTreeMap;
 
-/// How late in its bucket a request must be sent for Envoy to have possibly
-/// counted it in the next one (scheduling delay on a loaded machine).
-const EDGE_MS: u64 = 250;
-
 fn allowance(requests: u64) -> u64 {
     requests * BUDGET_RATIO_PERCENT / 100 + BUDGET_MIN_PER_SECOND * BUDGET_WINDOW_S
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Bucket {
-    requests: u64,
+/// One allowed request: the buckets Envoy may have counted it in, and its retries.
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    /// The second it was sent in.
+    from: u64,
+    /// The second its first attempt reached the backend in.
+    to: u64,
     retries: u64,
-    /// Sent in the bucket's last EDGE_MS.
-    edge_requests: u64,
-    edge_retries: u64,
 }
 
 pub fn judge(ev: &Evidence, r: &mut Report) {
     r.section("retry budget (20% of requests + 10/s, over 10 one-second buckets)");
-    let mut buckets: BTreeMap<u64, Bucket> = BTreeMap::new();
+    let mut counted = Vec::new();
     let mut retries_seen = 0;
     for (kind, outcome) in &ev.requests {
         if !ev.allowed(kind) || outcome.status.is_none() {
             continue;
         }
-        let retries = ev.primary.get(&outcome.n).map_or(0, |(_, a)| a.statuses.len().saturating_sub(1) as u64);
+        let attempts = ev.primary.get(&outcome.n).map(|(_, a)| a);
+        let retries = attempts.map_or(0, |a| a.statuses.len().saturating_sub(1) as u64);
         retries_seen += retries;
-        let b = buckets.entry(outcome.sent_at_ms / 1000).or_default();
-        b.requests += 1;
-        b.retries += retries;
-        if outcome.sent_at_ms % 1000 >= 1000 - EDGE_MS {
-            b.edge_requests += 1;
-            b.edge_retries += retries;
-        }
+        let from = outcome.sent_at_ms / 1000;
+        let to = attempts.map_or(from, |a| (a.first_at_ms / 1000).max(from));
+        counted.push(Counted { from, to, retries });
     }
-    let requests: u64 = buckets.values().map(|b| b.requests).sum();
+    let mut buckets: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for c in &counted {
+        let b = buckets.entry(c.from).or_default();
+        b.0 += 1;
+        b.1 += c.retries;
+    }
+    let requests: u64 = buckets.values().map(|b| b.0).sum();
     let envoy_retries = ev.stat("cluster.stable.upstream_rq_retry") + ev.stat("cluster.canary.upstream_rq_retry");
     let charged = ev.metric("retry_hints.attempts_charged");
     r.equal("Envoy's retries = retries the backends saw", envoy_retries, retries_seen, "upstream_rq_retry of both clusters");
     r.equal("retries charged to the budget = retries made", charged, retries_seen, "retry_hints.attempts_charged");
-    let (first, last) = (buckets.keys().next().copied().unwrap_or(0), buckets.keys().last().copied().unwrap_or(0));
+    // Envoy's buckets may run one second past the last send.
+    let first = buckets.keys().next().copied().unwrap_or(0);
+    let last = counted.iter().map(|c| c.to).max().unwrap_or(first);
     let spans = (last - first + 1).div_ceil(BUDGET_WINDOW_S);
     let whole = requests * BUDGET_RATIO_PERCENT / 100 + BUDGET_MIN_PER_SECOND * BUDGET_WINDOW_S * spans;
     r.check(
@@ -68,14 +71,16 @@ pub fn judge(ev: &Evidence, r: &mut Report) {
     // Every window of ten consecutive buckets, sliding by one.
     let (mut worst, mut worst_at, mut failed) = (0.0f64, first, Vec::new());
     let mut table = Vec::new();
+    let edge = counted.iter().filter(|c| c.to > c.from).count();
     for start in first..=last {
-        let window: Vec<Bucket> = (start..start + BUDGET_WINDOW_S).map(|t| buckets.get(&t).copied().unwrap_or_default()).collect();
-        let requests: u64 = window.iter().map(|b| b.requests).sum();
-        let retries: u64 = window.iter().map(|b| b.retries).sum();
-        // Requests of the bucket before may have been counted in this window,
-        // retries of its last bucket's edge in the next one.
-        let before = start.checked_sub(1).and_then(|t| buckets.get(&t)).map_or(0, |b| b.edge_requests);
-        let out = window.last().map_or(0, |b| b.edge_retries);
+        let end = start + BUDGET_WINDOW_S - 1;
+        let inside = |c: &&Counted| (start..=end).contains(&c.from);
+        let requests = counted.iter().filter(inside).count() as u64;
+        let retries: u64 = counted.iter().filter(inside).map(|c| c.retries).sum();
+        // Envoy may have counted in this window requests sent just before it,
+        // and in the next one retries of requests sent at its very end.
+        let before = counted.iter().filter(|c| c.from < start && c.to >= start).count() as u64;
+        let out: u64 = counted.iter().filter(|c| inside(c) && c.to > end).map(|c| c.retries).sum();
         let bound = allowance(requests + before) + out;
         let use_ratio = retries as f64 / allowance(requests).max(1) as f64;
         if use_ratio > worst {
@@ -92,7 +97,9 @@ pub fn judge(ev: &Evidence, r: &mut Report) {
             ));
         }
     }
-    r.line(format!("disjoint windows, requests by the client's send time (a request sent in the last {EDGE_MS} ms of a second may be in Envoy's next bucket):"));
+    r.line(format!(
+        "disjoint windows, requests by the second they were sent in ({edge} requests reached the backend in a later second than they were sent, and may be in Envoy's next bucket):"
+    ));
     for row in table {
         r.line(format!("  {row}"));
     }

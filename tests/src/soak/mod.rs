@@ -93,7 +93,9 @@ pub fn run(soak: Soak) -> Result<Report, KitError> {
         outcomes
     });
     let elapsed = started.elapsed();
-    settle(&shadow);
+    let callers_allowed: Vec<bool> = deployment.callers.iter().map(|c| c.allowed).collect();
+    let mirrored = outcomes.iter().filter(|o| o.status.is_some() && mix.kind(o.n).allowed(&callers_allowed) && mix.kind(o.n).mirrored).count();
+    settle(&shadow, mirrored as u64);
     let mut samples = samples.into_inner().unwrap_or_default();
     samples.push(memory::sample(pid, started.elapsed()));
     let stats = stats(&deployment.envoy)?;
@@ -105,7 +107,7 @@ pub fn run(soak: Soak) -> Result<Report, KitError> {
         load,
         elapsed,
         requests: outcomes.into_iter().map(|o| (mix.kind(o.n), o)).collect(),
-        caller_allowed: deployment.callers.iter().map(|c| c.allowed).collect(),
+        caller_allowed: callers_allowed,
         primary,
         shadow: shadow.attempts(),
         anonymous: (stable.anonymous() + canary.anonymous(), shadow.anonymous()),
@@ -127,19 +129,15 @@ pub fn judge(evidence: &Evidence) -> Report {
     report
 }
 
-/// Waits until the last mirrored copies have landed and the filters' log-time
-/// work is done (copies are fire-and-forget; budgets settle at log time).
-fn settle(shadow: &Backend) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut last = shadow.attempt_count();
-    loop {
-        thread::sleep(Duration::from_millis(500));
-        let now = shadow.attempt_count();
-        if now == last || Instant::now() > deadline {
-            return;
-        }
-        last = now;
+/// Waits until the mirrored copies have landed (they are fire-and-forget:
+/// up to 15 s for `expected` of them), then a second for the filters'
+/// log-time work (the budget settles the retries made at log time).
+fn settle(shadow: &Backend, expected: u64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while shadow.attempt_count() < expected && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
     }
+    thread::sleep(Duration::from_secs(1));
 }
 
 /// Every counter and gauge Envoy has, by name.
