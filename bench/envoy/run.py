@@ -32,10 +32,19 @@ import setups as cfg
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+_handed_out = set()
+
+
 def free_port():
-    with sock.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and not handed out before: the OS may offer a port
+    again once the probing socket is closed, and a dozen Envoys start at once."""
+    while True:
+        with sock.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def pinned(core):
