@@ -253,8 +253,10 @@ def report(all_setups, args):
             added_text, spread = f"INVALID: {s['bad']} non-2xx", ""
         elif base and not base["bad"]:
             diffs = [a - b for a, b in zip(s["rounds"], base["rounds"])]
-            added = statistics.median(diffs)
-            added_text = f"+{fmt(added)} over {base['name']}"
+            valid = [d for d in diffs if d == d]
+            added = statistics.median(valid) if valid else float("nan")
+            added_text = f"{added:+.1f} over {base['name']}" if valid else "no valid round"
+            diffs = valid or diffs
             spread = f"{fmt(min(diffs))}..{fmt(max(diffs))}"
         else:
             added_text = "(baseline)" if not s["base"] else "baseline invalid"
