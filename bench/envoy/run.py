@@ -32,10 +32,19 @@ import setups as cfg
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+_handed_out = set()
+
+
 def free_port():
-    with sock.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and not handed out before: the OS may offer a port
+    again once the probing socket is closed, and a dozen Envoys start at once."""
+    while True:
+        with sock.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def pinned(core):
@@ -244,8 +253,10 @@ def report(all_setups, args):
             added_text, spread = f"INVALID: {s['bad']} non-2xx", ""
         elif base and not base["bad"]:
             diffs = [a - b for a, b in zip(s["rounds"], base["rounds"])]
-            added = statistics.median(diffs)
-            added_text = f"+{fmt(added)} over {base['name']}"
+            valid = [d for d in diffs if d == d]
+            added = statistics.median(valid) if valid else float("nan")
+            added_text = f"{added:+.1f} over {base['name']}" if valid else "no valid round"
+            diffs = valid or diffs
             spread = f"{fmt(min(diffs))}..{fmt(max(diffs))}"
         else:
             added_text = "(baseline)" if not s["base"] else "baseline invalid"

@@ -15,7 +15,14 @@ pub mod template;
 #[cfg(all(target_arch = "wasm32", not(test)))]
 mod filter;
 
+/// The filter's root context, for a module that carries several filters.
 #[cfg(all(target_arch = "wasm32", not(test)))]
+pub fn root_context() -> Box<dyn proxy_wasm::traits::RootContext> {
+    Box::<filter::AuthzRoot>::default()
+}
+
+// The module's entry point, left out where another module links this one.
+#[cfg(all(target_arch = "wasm32", not(test), feature = "module"))]
 proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| Box::<filter::AuthzRoot>::default());
+    proxy_wasm::set_root_context(|_| root_context());
 }}
