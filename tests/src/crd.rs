@@ -1,12 +1,12 @@
-//! Offline validation of Istio manifests against the CRDs' `openAPIV3Schema`
-//! (structural schemas: types, unknown fields, required, enums, bounds,
-//! patterns, oneOf/anyOf/allOf/not), plus the CEL rules users trip over that
-//! the schema cannot express: a WasmPlugin `url` scheme, and at most one of
-//! `selector` / `targetRef` / `targetRefs`.
+//! Offline validation of Istio manifests against the CRDs' `openAPIV3Schema`,
+//! read as the API server reads a structural schema and checked by the
+//! `jsonschema` crate (types, unknown fields, required, enums, bounds,
+//! patterns, oneOf/anyOf/allOf/not), plus, by hand, the CEL rules users trip
+//! over that the schema leaves out: a WasmPlugin `url` scheme, and at most
+//! one of `selector` / `targetRef` / `targetRefs`.
 
-use regex_lite::Regex;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
@@ -21,9 +21,9 @@ pub struct Violation {
 
 /// The schemas of every served version of every CRD loaded, keyed by
 /// (`group/version`, kind).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Schemas {
-    by_kind: HashMap<(String, String), Value>,
+    by_kind: HashMap<(String, String), jsonschema::Validator>,
 }
 
 /// Parses every YAML document in `text` into JSON values, skipping empty ones.
@@ -48,7 +48,7 @@ impl Schemas {
         for path in paths.iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")) {
             let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             for crd in yaml_documents(&text).map_err(|e| format!("{}: {e}", path.display()))? {
-                schemas.add_crd(&crd);
+                schemas.add_crd(&crd).map_err(|e| format!("{}: {e}", path.display()))?;
             }
         }
         if schemas.by_kind.is_empty() {
@@ -57,19 +57,21 @@ impl Schemas {
         Ok(schemas)
     }
 
-    fn add_crd(&mut self, crd: &Value) {
+    fn add_crd(&mut self, crd: &Value) -> Result<(), String> {
         let (Some(group), Some(kind)) = (crd["spec"]["group"].as_str(), crd["spec"]["names"]["kind"].as_str()) else {
-            return;
+            return Ok(());
         };
         for version in crd["spec"]["versions"].as_array().into_iter().flatten() {
             if version["served"] != Value::Bool(true) {
                 continue;
             }
             if let Some(name) = version["name"].as_str() {
-                let key = (format!("{group}/{name}"), kind.to_string());
-                self.by_kind.insert(key, version["schema"]["openAPIV3Schema"].clone());
+                let schema = to_json_schema(&version["schema"]["openAPIV3Schema"]);
+                let validator = jsonschema::draft202012::new(&schema).map_err(|e| format!("{group}/{name} {kind}: {e}"))?;
+                self.by_kind.insert((format!("{group}/{name}"), kind.to_string()), validator);
             }
         }
+        Ok(())
     }
 
     /// Every `apiVersion kind` pair known, for error messages.
@@ -84,7 +86,7 @@ impl Schemas {
         let mut out = Vec::new();
         let api_version = doc["apiVersion"].as_str().unwrap_or_default();
         let kind = doc["kind"].as_str().unwrap_or_default();
-        let Some(schema) = self.by_kind.get(&(api_version.to_string(), kind.to_string())) else {
+        let Some(validator) = self.by_kind.get(&(api_version.to_string(), kind.to_string())) else {
             out.push(Violation {
                 field: String::new(),
                 message: format!("no schema for apiVersion {api_version:?} kind {kind:?}; known: {}", self.known().join(", ")),
@@ -101,8 +103,9 @@ impl Schemas {
                 map.remove(key);
             }
         }
-        check(schema, &body, "", &mut out);
+        check(validator, &body, &mut out);
         check_cel_rules(kind, &doc["spec"], &mut out);
+        out.sort_by(|a, b| a.field.cmp(&b.field));
         out
     }
 }
@@ -119,173 +122,95 @@ fn violation(out: &mut Vec<Violation>, path: &str, message: String) {
     out.push(Violation { field: path.to_string(), message });
 }
 
-fn type_name(value: &Value) -> &'static str {
+/// A CRD's structural schema (OpenAPI v3 with Kubernetes extensions) as a
+/// JSON Schema with the API server's reading of it: an object whose shape is
+/// declared has no other fields unless it preserves unknown fields;
+/// `x-kubernetes-int-or-string` is an integer or a string; OpenAPI's
+/// boolean `exclusiveMinimum`/`exclusiveMaximum` become the numeric form.
+/// Value-only schemas (inside oneOf/anyOf/not) say nothing of fields.
+pub fn to_json_schema(structural: &Value) -> Value {
+    let mut schema = structural.clone();
+    convert(&mut schema);
+    if let Some(map) = schema.as_object_mut() {
+        map.insert("$schema".into(), Value::String("https://json-schema.org/draft/2020-12/schema".into()));
+    }
+    schema
+}
+
+fn convert(schema: &mut Value) {
+    let Some(map) = schema.as_object_mut() else { return };
+    if map.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+        map.insert("type".into(), serde_json::json!(["integer", "string"]));
+    }
+    for (flag, bound) in [("exclusiveMaximum", "maximum"), ("exclusiveMinimum", "minimum")] {
+        if map.get(flag).is_some_and(Value::is_boolean) {
+            let exclusive = map.remove(flag) == Some(Value::Bool(true));
+            if let (true, Some(limit)) = (exclusive, map.get(bound).cloned()) {
+                map.remove(bound);
+                map.insert(flag.into(), limit);
+            }
+        }
+    }
+    let shaped = map.get("type").is_some_and(|t| t == "object");
+    let preserve = map.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+    if shaped && !preserve && !map.contains_key("additionalProperties") {
+        map.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    for (key, sub) in map.iter_mut() {
+        match key.as_str() {
+            "properties" | "patternProperties" | "$defs" | "definitions" => {
+                if let Some(subs) = sub.as_object_mut() {
+                    subs.values_mut().for_each(convert);
+                }
+            }
+            "items" | "additionalProperties" | "not" => convert(sub),
+            "oneOf" | "anyOf" | "allOf" => {
+                if let Some(subs) = sub.as_array_mut() {
+                    subs.iter_mut().for_each(convert);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The document as the API server stores it: null fields dropped.
+fn without_nulls(value: &Value) -> Value {
     match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
+        Value::Object(map) => Value::Object(map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
+        other => other.clone(),
     }
 }
 
-fn type_matches(expected: &str, value: &Value) -> bool {
-    match expected {
-        "number" => value.is_number(),
-        other => type_name(value) == other,
+/// `/spec/rules/0/to` → `spec.rules[0].to`.
+fn field_path(location: &jsonschema::paths::Location) -> String {
+    let mut path = String::new();
+    for segment in location.iter() {
+        match segment {
+            jsonschema::paths::LocationSegment::Index(i) => path.push_str(&format!("[{i}]")),
+            jsonschema::paths::LocationSegment::Property(name) => path = join(&path, &name),
+        }
     }
+    path
 }
 
-/// Validates `value` against a structural schema, appending what is wrong.
-fn check(schema: &Value, value: &Value, path: &str, out: &mut Vec<Violation>) {
-    // The API server drops nulls of non-nullable fields; treat them as absent.
-    if value.is_null() {
-        return;
-    }
-    if schema["x-kubernetes-int-or-string"] == Value::Bool(true) {
-        if !(value.is_string() || type_name(value) == "integer") {
-            violation(out, path, format!("must be an integer or a string, not {}", type_name(value)));
+/// Validates `body` (a document without apiVersion, kind, metadata).
+fn check(validator: &jsonschema::Validator, body: &Value, out: &mut Vec<Violation>) {
+    let body = without_nulls(body);
+    for error in validator.iter_errors(&body) {
+        let path = field_path(error.instance_path());
+        match error.kind() {
+            jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                for name in unexpected {
+                    violation(out, &join(&path, name), "unknown field".into());
+                }
+            }
+            jsonschema::error::ValidationErrorKind::Required { property } => {
+                violation(out, &join(&path, property.as_str().unwrap_or_default()), "required".into());
+            }
+            _ => violation(out, &path, error.to_string()),
         }
-    } else if let Some(expected) = schema["type"].as_str() {
-        if !type_matches(expected, value) {
-            violation(out, path, format!("must be {expected}, not {}", type_name(value)));
-            return;
-        }
-    }
-    if let Some(allowed) = schema["enum"].as_array() {
-        if !allowed.contains(value) {
-            let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
-            violation(out, path, format!("{value} is not one of {}", list.join(", ")));
-        }
-    }
-    match value {
-        Value::String(s) => check_string(schema, s, path, out),
-        Value::Number(n) => check_number(schema, n.as_f64().unwrap_or_default(), path, out),
-        Value::Array(items) => check_array(schema, items, path, out),
-        Value::Object(map) => check_object(schema, map, path, out),
-        _ => {}
-    }
-    check_combinators(schema, value, path, out);
-}
-
-fn check_string(schema: &Value, s: &str, path: &str, out: &mut Vec<Violation>) {
-    let len = s.chars().count() as u64;
-    if let Some(max) = schema["maxLength"].as_u64().filter(|max| len > *max) {
-        violation(out, path, format!("longer than {max} characters"));
-    }
-    if let Some(min) = schema["minLength"].as_u64().filter(|min| len < *min) {
-        violation(out, path, format!("shorter than {min} characters"));
-    }
-    if let Some(pattern) = schema["pattern"].as_str() {
-        match Regex::new(pattern) {
-            Ok(re) if !re.is_match(s) => violation(out, path, format!("{s:?} does not match {pattern}")),
-            Ok(_) => {}
-            Err(e) => violation(out, path, format!("schema pattern {pattern} does not compile: {e}")),
-        }
-    }
-}
-
-fn check_number(schema: &Value, n: f64, path: &str, out: &mut Vec<Violation>) {
-    if let Some(max) = schema["maximum"].as_f64() {
-        let exclusive = schema["exclusiveMaximum"] == Value::Bool(true);
-        if n > max || (exclusive && n >= max) {
-            violation(out, path, format!("{n} is above the maximum {max}"));
-        }
-    }
-    if let Some(min) = schema["minimum"].as_f64() {
-        let exclusive = schema["exclusiveMinimum"] == Value::Bool(true);
-        if n < min || (exclusive && n <= min) {
-            violation(out, path, format!("{n} is below the minimum {min}"));
-        }
-    }
-}
-
-fn check_array(schema: &Value, items: &[Value], path: &str, out: &mut Vec<Violation>) {
-    let len = items.len() as u64;
-    if let Some(max) = schema["maxItems"].as_u64().filter(|max| len > *max) {
-        violation(out, path, format!("more than {max} items"));
-    }
-    if let Some(min) = schema["minItems"].as_u64().filter(|min| len < *min) {
-        violation(out, path, format!("fewer than {min} items"));
-    }
-    if schema["items"].is_object() {
-        for (i, item) in items.iter().enumerate() {
-            check(&schema["items"], item, &format!("{path}[{i}]"), out);
-        }
-    }
-}
-
-fn check_object(schema: &Value, map: &Map<String, Value>, path: &str, out: &mut Vec<Violation>) {
-    let properties = schema["properties"].as_object();
-    let additional = &schema["additionalProperties"];
-    // Only a schema that declares the object's shape prunes unknown fields;
-    // the value-only schemas inside oneOf/anyOf/not say nothing of them.
-    let shaped = schema["type"] == "object";
-    let preserve = !shaped || schema["x-kubernetes-preserve-unknown-fields"] == Value::Bool(true);
-    for (key, value) in map {
-        let field = join(path, key);
-        if let Some(sub) = properties.and_then(|p| p.get(key)) {
-            check(sub, value, &field, out);
-        } else if additional.is_object() {
-            check(additional, value, &field, out);
-        } else if !(preserve || *additional == Value::Bool(true)) {
-            violation(out, &field, "unknown field".into());
-        }
-    }
-    for required in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-        if map.get(required).is_none_or(Value::is_null) {
-            violation(out, &join(path, required), "required".into());
-        }
-    }
-    let count = map.len() as u64;
-    if let Some(max) = schema["maxProperties"].as_u64().filter(|max| count > *max) {
-        violation(out, path, format!("more than {max} entries"));
-    }
-}
-
-/// True when `value` satisfies `schema` (for the combinators).
-fn passes(schema: &Value, value: &Value) -> bool {
-    let mut out = Vec::new();
-    check(schema, value, "", &mut out);
-    out.is_empty()
-}
-
-fn check_combinators(schema: &Value, value: &Value, path: &str, out: &mut Vec<Violation>) {
-    // Istio's CRDs use these over `required` lists to say "only one of".
-    if let Some(options) = schema["oneOf"].as_array() {
-        let passing = options.iter().filter(|o| passes(o, value)).count();
-        if passing != 1 {
-            let fields = alternatives(options);
-            let message = if passing == 0 { "matches none of the allowed forms" } else { "sets more than one of" };
-            violation(out, path, format!("{message} {fields}"));
-        }
-    }
-    if let Some(options) = schema["anyOf"].as_array() {
-        if !options.iter().any(|o| passes(o, value)) {
-            violation(out, path, format!("must set one of {}", alternatives(options)));
-        }
-    }
-    for sub in schema["allOf"].as_array().into_iter().flatten() {
-        check(sub, value, path, out);
-    }
-    if schema["not"].is_object() && passes(&schema["not"], value) {
-        violation(out, path, "matches a form the schema forbids".into());
-    }
-}
-
-/// The fields named by `required` lists inside combinator options.
-fn alternatives(options: &[Value]) -> String {
-    let mut names: Vec<&str> = options
-        .iter()
-        .flat_map(|o| o["required"].as_array().into_iter().flatten().filter_map(Value::as_str))
-        .collect();
-    names.dedup();
-    if names.is_empty() {
-        "the allowed forms".into()
-    } else {
-        names.join(", ")
     }
 }
 
@@ -423,6 +348,27 @@ mod tests {
         });
         let v = schemas().validate(&ap);
         assert_eq!(fields(&v), vec!["spec.action", "spec.rules[0].from[0].source.principal"], "{v:?}");
+    }
+
+    #[test]
+    fn structural_schemas_read_as_the_api_server_reads_them() {
+        let structural = json!({
+            "type": "object",
+            "properties": {
+                "port": { "x-kubernetes-int-or-string": true },
+                "ratio": { "type": "number", "maximum": 1, "exclusiveMaximum": true },
+                "config": { "type": "object", "x-kubernetes-preserve-unknown-fields": true },
+            },
+        });
+        let validator = jsonschema::draft202012::new(&to_json_schema(&structural)).unwrap();
+        let run = |doc: Value| {
+            let mut out = Vec::new();
+            check(&validator, &doc, &mut out);
+            fields(&out).into_iter().map(str::to_string).collect::<Vec<_>>()
+        };
+        assert_eq!(run(json!({ "port": 8080, "ratio": 0.5, "config": { "any": [1] }, "ratio2": 1 })), ["ratio2"], "unknown field");
+        assert_eq!(run(json!({ "port": "http", "config": null })), Vec::<String>::new(), "nulls are dropped");
+        assert_eq!(run(json!({ "port": true, "ratio": 1 })), ["port", "ratio"]);
     }
 
     #[test]

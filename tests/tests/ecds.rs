@@ -203,16 +203,29 @@ impl Load {
     }
 }
 
+/// The header-router example over ECDS, in front of one upstream.
+struct Routed {
+    plugin: WasmPlugin,
+    upstream: Upstream,
+    ecds: EcdsSource,
+    envoy: Envoy,
+}
+
+fn header_router_over_ecds() -> Routed {
+    let plugin = example("header-router");
+    let upstream = Upstream::start(Script::ok("web")).unwrap();
+    let ecds = EcdsSource::new().unwrap();
+    let envoy = start_ecds(&ecds_bootstrap(Bootstrap::to_upstream(upstream.addr()), &plugin, &ecds, Ok(module(&plugin)))).unwrap();
+    Routed { plugin, upstream, ecds, envoy }
+}
+
 fn destinations(upstream: &Upstream) -> Vec<String> {
     upstream.received().iter().map(|r| r.header("x-route-destination").unwrap_or("-").to_string()).collect()
 }
 
 #[test]
 fn a_live_update_takes_effect_with_no_request_failing() {
-    let plugin = example("header-router");
-    let upstream = Upstream::start(Script::ok("web")).unwrap();
-    let ecds = EcdsSource::new().unwrap();
-    let envoy = start_ecds(&ecds_bootstrap(Bootstrap::to_upstream(upstream.addr()), &plugin, &ecds, Ok(module(&plugin)))).unwrap();
+    let Routed { plugin, upstream, ecds, envoy } = header_router_over_ecds();
     let name = plugin.resource_name(NAMING);
 
     let load = Load::start(&envoy, 4);
@@ -233,10 +246,7 @@ fn a_live_update_takes_effect_with_no_request_failing() {
 
 #[test]
 fn a_broken_update_is_refused_and_the_old_config_keeps_serving() {
-    let plugin = example("header-router");
-    let upstream = Upstream::start(Script::ok("web")).unwrap();
-    let ecds = EcdsSource::new().unwrap();
-    let envoy = start_ecds(&ecds_bootstrap(Bootstrap::to_upstream(upstream.addr()), &plugin, &ecds, Ok(module(&plugin)))).unwrap();
+    let Routed { plugin, upstream, ecds, envoy } = header_router_over_ecds();
     let name = plugin.resource_name(NAMING);
 
     // Weights that do not add up to 100: the filter refuses the config.
