@@ -153,10 +153,12 @@ fn open_base64(text: &str, r: &mut Redactor) -> Opened {
     }
     match open(&inner, &profile, r) {
         Opened::Changed(new) => {
-            let padded = text.ends_with('=');
+            // Padded as it came; text with `+` or `/` came from a standard
+            // encoder, which pads. Without either sign it is written unpadded.
+            let padded = text.ends_with('=') || text.contains(['+', '/']);
             let out = GeneralPurpose::new(
                 if url { &alphabet::URL_SAFE } else { &alphabet::STANDARD },
-                GeneralPurposeConfig::new().with_encode_padding(padded || (!url && text.len() % 4 == 0)),
+                GeneralPurposeConfig::new().with_encode_padding(padded),
             )
             .encode(new.as_bytes());
             Opened::Changed(out)
