@@ -316,11 +316,12 @@ fn secrets_under_generated_compound_names_and_nestings_come_out() {
         for &w in &chain {
             text = wrap(w, &text);
         }
-        let body = if matches!(chain.last(), Some(Wrap::JsonString)) { text } else if chain.is_empty() { text } else { json!({ "v": text }).to_string() };
+        let object = matches!(chain.last(), Some(Wrap::JsonString) | None);
+        let body = if object { text } else { json!({ "v": text }).to_string() };
         let out = sanitize_json(body.as_bytes(), &mut redactor(&p)).unwrap_or_else(|e| panic!("case {i}: {e}"));
         let out = out.map(|o| String::from_utf8(o).unwrap()).unwrap_or(body.clone());
         // Read the output back through the same encodings.
-        let mut inner = if matches!(chain.last(), Some(Wrap::JsonString)) || chain.is_empty() {
+        let mut inner = if object {
             out.clone()
         } else {
             serde_json::from_str::<Value>(&out).unwrap()["v"].as_str().unwrap().to_string()
