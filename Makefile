@@ -34,13 +34,13 @@ export ENVOY_BIN := $(ENVOY)
 export WASM_DIR := $(CURDIR)/$(WASM_OUT)
 
 .PHONY: help setup targets envoy wasm-bindgen wasm-opt wrk build test unit-test wasm-unit-test \
-        harness-test e2e-test lint demo bench bench-envoy soak clean registry-tools oci publish pin test-matrix
+        harness-test e2e-test lint demo bench bench-mirror-sanitizer bench-envoy soak clean registry-tools oci publish pin test-matrix
 
 help:
 	@echo "make demo   build, start a real Envoy with the filters, and tour what they do"
 	@echo "make test   every test: unit (native + wasm32), end-to-end with Envoy, lints, manifests"
 	@echo "make build  the filter modules ($(WASM_TARGET), release)"
-	@echo "make bench  per-request cost of each module in the harness"
+	@echo "make bench  per-request cost of each module in the harness (and the sanitizer's per byte, before and now)"
 	@echo "make soak   the four filters in one Envoy under load for SOAK_SECONDS (default 60), then the report"
 	@echo "make bench-envoy  per-request Envoy CPU and RSS of each filter in a real Envoy, against native and Lua (minutes)"
 	@echo "make setup  install the toolchain targets, Envoy $(ENVOY_VERSION) and wasm-bindgen"
@@ -145,6 +145,34 @@ bench: build
 	cargo build --quiet --release -p harness
 	@for scenario in examples/scenarios/*.yaml; do \
 	  echo "== $$scenario"; target/release/harness bench --scenario "$$scenario"; \
+	done
+	@$(MAKE) --no-print-directory bench-mirror-sanitizer
+
+# The sanitizer's cost per byte of JSON shadow body (the harness's exact
+# instruction counts, mean of 4 requests: names are remembered across
+# requests), now and at a baseline revision built from `git archive` under
+# target/ (MS_BASELINE=<rev> to pick another).
+MS_BASELINE ?= 7746a17
+MS_BASELINE_DIR := $(CURDIR)/target/bench-baseline/$(MS_BASELINE)
+bench-mirror-sanitizer: build
+	cargo build --quiet --release -p harness
+	@if [ ! -f "$(MS_BASELINE_DIR)/mirror_sanitizer.wasm" ]; then \
+	  if git cat-file -e "$(MS_BASELINE)^{commit}" 2>/dev/null; then \
+	    rm -rf "$(MS_BASELINE_DIR)/src" && mkdir -p "$(MS_BASELINE_DIR)/src" && \
+	    git archive "$(MS_BASELINE)" | tar -x -C "$(MS_BASELINE_DIR)/src" && \
+	    CARGO_TARGET_DIR="$(MS_BASELINE_DIR)/target" cargo build --quiet --release --target $(WASM_TARGET) \
+	      --manifest-path "$(MS_BASELINE_DIR)/src/Cargo.toml" -p mirror-sanitizer && \
+	    cp "$(MS_BASELINE_DIR)/target/$(WASM_TARGET)/release/mirror_sanitizer.wasm" "$(MS_BASELINE_DIR)/"; \
+	  else echo "(baseline $(MS_BASELINE) not in this clone: showing the current module only)"; fi; \
+	fi
+	@per_byte() { target/release/harness bench --wasm "$$1" --scenario "examples/scenarios/mirror-sanitizer/body-$$2.yaml" --requests 4 --json \
+	  | python3 -c "import json,sys; print('%.1f' % (json.load(sys.stdin)['instructions_per_request'] / $$3))"; }; \
+	echo "== mirror-sanitizer: wasm instructions per byte of JSON shadow body (baseline $(MS_BASELINE) -> now)"; \
+	for b in 4k:4096 64k:65536 1m:1048576; do \
+	  name=$${b%%:*}; bytes=$${b##*:}; \
+	  before=$$([ -f "$(MS_BASELINE_DIR)/mirror_sanitizer.wasm" ] && per_byte "$(MS_BASELINE_DIR)/mirror_sanitizer.wasm" $$name $$bytes || echo "-"); \
+	  now=$$(per_byte "$(WASM_OUT)/mirror_sanitizer.wasm" $$name $$bytes); \
+	  printf '  %-4s %8s bytes: %7s -> %7s instructions/byte\n' "$$name" "$$bytes" "$$before" "$$now"; \
 	done
 
 # The four filters deployed together in one Envoy (two workers, mTLS, a

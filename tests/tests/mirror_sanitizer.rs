@@ -9,6 +9,9 @@
 
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // tests fail by panicking
 
+#[path = "mirror_sanitizer/corpus.rs"]
+mod corpus;
+
 use e2e::{wasm_module, Bootstrap, Envoy, Received, Request, Route, Script, Upstream, WasmFilter};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -344,21 +347,27 @@ fn a_marker_header_from_the_mirror_policy_when_the_suffix_is_off() {
     }
 }
 
-#[test]
-fn istio_shape_the_egress_gateway_sanitizes_what_the_sidecar_mirrors() {
+/// The Istio shape: a sidecar Envoy sends the primary to productpage and a
+/// copy to an egress-gateway Envoy, where the WasmPlugin of the Istio example
+/// puts the sanitizer, with its pluginConfig, in the gateway's ordinary HTTP
+/// filter chain; the gateway forwards to the external service.
+/// Returns (gateway, sidecar, productpage, external service).
+fn istio_shape() -> (Envoy, Envoy, Upstream, Upstream) {
     let primary = Upstream::start(Script::ok("productpage")).unwrap();
     let external = Upstream::start(Script::ok("analysis.example.com")).unwrap();
-    // The egress gateway: the WasmPlugin of the Istio example puts the
-    // sanitizer, with its pluginConfig, in the gateway's ordinary HTTP filter
-    // chain; the gateway forwards to the external service.
     let gateway = Bootstrap::new().cluster("external", external.addr()).route(Route::prefix("/", "external")).filter(sanitizer(&istio_example_config()));
     let gateway = Envoy::start_json(&with_key(gateway.to_json())).unwrap();
-    // The sidecar: primary to productpage, a copy to the gateway.
     let sidecar = Bootstrap::new()
         .cluster("productpage", primary.addr())
         .cluster("egress-gateway", gateway.listener())
         .route(Route::prefix("/", "productpage").mirror_to("egress-gateway"));
     let sidecar = Envoy::start(&sidecar).unwrap();
+    (gateway, sidecar, primary, external)
+}
+
+#[test]
+fn istio_shape_the_egress_gateway_sanitizes_what_the_sidecar_mirrors() {
+    let (gateway, sidecar, primary, external) = istio_shape();
     run_corpus(&sidecar, &primary, &external);
     assert_eq!(gateway.wasm_metric("mirror_sanitizer.shadow.sanitized").unwrap(), Some(corpus().len() as u64));
     // Traffic to the gateway that is not a mirror copy passes untouched.
@@ -426,4 +435,103 @@ fn bodies_the_size_of_envoys_buffers_are_sanitized_or_dropped_never_stuck() {
 
 fn by_case_name<'a>(received: &'a [Received], name: &str) -> &'a Received {
     received.iter().find(|r| r.header("x-case") == Some(name)).unwrap()
+}
+
+/// The plugin configuration of `examples/envoy/mirror-sanitizer.yaml`.
+fn envoy_example_config() -> Value {
+    fn find(v: &Value) -> Option<Value> {
+        match v {
+            Value::Object(map) => {
+                if let Some(text) = map.get("configuration").and_then(|c| c.get("value")).and_then(Value::as_str) {
+                    return serde_json::from_str(text).ok();
+                }
+                map.values().find_map(find)
+            }
+            Value::Array(items) => items.iter().find_map(find),
+            _ => None,
+        }
+    }
+    let path = e2e::workspace_root().join("examples/envoy/mirror-sanitizer.yaml");
+    let docs = e2e::crd::yaml_documents(&std::fs::read_to_string(path).unwrap()).unwrap();
+    docs.iter().find_map(find).unwrap()
+}
+
+/// What the corpus left in the shadow: secrets found there, strings that
+/// should have survived and did not.
+struct Tally {
+    requests: usize,
+    secrets: usize,
+    survivors: usize,
+    leaks: Vec<String>,
+    missing: Vec<String>,
+}
+
+/// Sends the whole corpus byte for byte; the primary must get each request
+/// as sent; the shadow is searched in every reading.
+fn run_whole_corpus(label: &str, envoy: &Envoy, primary: &Upstream, shadow: &Upstream) -> Tally {
+    let cases = corpus::load();
+    assert!(cases.len() >= 300, "{} requests", cases.len());
+    let requests: Vec<Request> = cases.iter().enumerate().map(|(id, (_, c))| c.request(id)).collect();
+    for (r, (place, c)) in requests.iter().zip(&cases) {
+        let response = envoy.send(r).unwrap();
+        assert_eq!(response.status, 200, "{place}/{}: {}", c.name, response.body_text());
+    }
+    let primaries = primary.wait_for(cases.len(), Duration::from_secs(60)).unwrap();
+    let shadows = shadow.wait_for(cases.len(), Duration::from_secs(60)).unwrap();
+    let mut tally = Tally { requests: cases.len(), secrets: 0, survivors: 0, leaks: Vec::new(), missing: Vec::new() };
+    for (id, ((place, c), sent)) in cases.iter().zip(&requests).enumerate() {
+        let p = by_case(&primaries, id);
+        assert_eq!((&p.path, &p.body), (&sent.path, &sent.body), "{place}/{}: the primary changed", c.name);
+        let readings = corpus::readings(by_case(&shadows, id));
+        for secret in c.secrets() {
+            tally.secrets += 1;
+            if corpus::found(&readings, &secret) {
+                tally.leaks.push(format!("{place}/{}: {secret:?}", c.name));
+            }
+        }
+        for keep in &c.survive {
+            tally.survivors += 1;
+            if !corpus::found(&readings, keep) {
+                tally.missing.push(format!("{place}/{}: {keep:?}", c.name));
+            }
+        }
+    }
+    println!(
+        "{label}: {} requests, {} secrets, {} strings to keep: {} leaked, {} over-redacted",
+        tally.requests,
+        tally.secrets,
+        tally.survivors,
+        tally.leaks.len(),
+        tally.missing.len()
+    );
+    tally
+}
+
+fn assert_clean(t: &Tally) {
+    assert!(t.leaks.is_empty() && t.missing.is_empty(), "leaked:\n{}\nover-redacted:\n{}", t.leaks.join("\n"), t.missing.join("\n"));
+}
+
+#[test]
+fn corpus_standalone_with_the_shipped_example_nothing_secret_reaches_the_shadow() {
+    let (envoy, primary, shadow) = standalone(&envoy_example_config());
+    assert_clean(&run_whole_corpus("corpus, standalone upstream filter", &envoy, &primary, &shadow));
+}
+
+#[test]
+fn corpus_istio_shape_with_the_shipped_example_nothing_secret_reaches_the_external_service() {
+    let (_gateway, sidecar, primary, external) = istio_shape();
+    assert_clean(&run_whole_corpus("corpus, Istio egress gateway", &sidecar, &primary, &external));
+}
+
+#[test]
+fn corpus_control_without_the_filter_every_secret_is_found() {
+    // Proves the search: with no sanitizer, each secret and each string to
+    // keep is found in the shadow.
+    let primary = Upstream::start(Script::ok("primary")).unwrap();
+    let shadow = Upstream::start(Script::ok("shadow")).unwrap();
+    let bootstrap = Bootstrap::new().cluster("primary", primary.addr()).cluster("shadow", shadow.addr()).route(Route::prefix("/", "primary").mirror_to("shadow"));
+    let envoy = Envoy::start(&bootstrap).unwrap();
+    let t = run_whole_corpus("corpus, control run without the filter", &envoy, &primary, &shadow);
+    assert_eq!(t.leaks.len(), t.secrets, "secrets the search did not find unsanitized");
+    assert!(t.missing.is_empty(), "{}", t.missing.join("\n"));
 }

@@ -797,6 +797,14 @@ mod tests {
             (r#"{"onUnsanitizable":"pass"}"#, "onUnsanitizable: unknown variant `pass`"),
             (r#"{"builtinRules":false}"#, "rules: no rules and builtinRules is false"),
             (r#"{"rules":[{"fields":["a"],"colour":"red"}]}"#, "rules[0].colour: unknown field"),
+            (r#"{"rules":[{"words":["--"]}]}"#, "rules[0].words[0]: \"--\" has no words"),
+            (r#"{"rules":[{"classes":["secretish"]}]}"#, "rules[0].classes[0]: unknown variant `secretish`"),
+            (r#"{"vocabulary":{"personal":["ok","  "]}}"#, "vocabulary.personal[1]: \"  \" has no words"),
+            (r#"{"vocabulary":{"exempt":["."]}}"#, "vocabulary.exempt[0]: \".\" has no words"),
+            (r#"{"vocabulary":{"secret":["x"]}}"#, "vocabulary.secret: unknown field"),
+            (r#"{"allowlist":{"names":["_"]}}"#, "allowlist.names[0]: \"_\" has no words"),
+            (r#"{"allowlist":{"headers":["X-A"]}}"#, "allowlist.headers[0]: \"X-A\" is not a lower-case header name"),
+            (r#"{"allowlist":{},"rules":[{"name":"allowlist","fields":["a"]}]}"#, "allowlist: a rule is already named \"allowlist\""),
         ];
         for (json, want) in cases {
             let err = parse(json).unwrap_err();

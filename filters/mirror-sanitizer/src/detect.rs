@@ -54,6 +54,7 @@ const NON_B64: u16 = 2048;
 const OPEN: u16 = 4096;
 /// Ends the plain run of a JSON string: `"`, `\\` or a control character.
 pub const STRING_STOP: u16 = 8192;
+const PERCENT: u16 = 16384;
 
 // Evaluated at compile time: an index out of range would fail the build,
 // never a request.
@@ -74,6 +75,7 @@ const CLASSES: [u16; 256] = {
             | if b == b'-' { DASH } else { 0 }
             | if b == b'_' { UNDERSCORE } else { 0 }
             | if b == b'{' || b == b'[' { OPEN } else { 0 }
+            | if b == b'%' { PERCENT } else { 0 }
             | if b64 { 0 } else { NON_B64 }
             | if b == b'"' || b == b'\\' || b < 0x20 { STRING_STOP } else { 0 };
         i += 1;
@@ -136,6 +138,11 @@ impl Profile {
     /// Holds `=` (a form or query string, or a credential parameter).
     pub fn has_equals(&self) -> bool {
         self.has(EQ)
+    }
+
+    /// Holds `%` (percent-encoded text).
+    pub fn has_percent(&self) -> bool {
+        self.has(PERCENT)
     }
 
     /// Holds `{` or `[` (a JSON document).

@@ -563,6 +563,27 @@ mod tests {
     }
 
     #[test]
+    fn names_are_read_by_their_words_and_any_type_is_redacted() {
+        let out = run(r#"{"newPassword":"x","cardPin":739184,"mfaEnabled":true,"auth":{"user":"u","pw":"p"},"apiKeys":["a","b"],"order_id":"ORD-1","sort":"asc","tokenizer":"bpe","token_type":"Bearer"}"#);
+        assert_eq!(out, r#"{"mfaEnabled":true,"order_id":"ORD-1","sort":"asc","tokenizer":"bpe","token_type":"Bearer"}"#);
+        let out = run(r#"{"ssn":219099999,"dateOfBirth":"1985-04-12","x-customer-id":"cus_1"}"#);
+        assert_eq!(out, r#"{"ssn":"REDACTED","dateOfBirth":"REDACTED","x-customer-id":"REDACTED"}"#);
+    }
+
+    #[test]
+    fn weak_names_take_only_secret_looking_strings() {
+        assert_eq!(run(r#"{"key":"color","code":404,"nonce":"SplxlOBeZQQYbYS6WxSbIA"}"#), r#"{"key":"color","code":404}"#);
+    }
+
+    #[test]
+    fn the_allowlist_keeps_structure_and_only_listed_values() {
+        let config = r#"{"allowlist":{"names":["orderId","items","sku","qty"]},"builtinRules":false}"#;
+        let out = run_with(config, r#"{"orderId":"ORD-1","note":"hi","items":[{"sku":"S-1","qty":2,"gift":true,"price":9.5}],"tags":["a","b"],"n":null}"#).unwrap().unwrap();
+        assert_eq!(out, r#"{"orderId":"ORD-1","note":"REDACTED","items":[{"sku":"S-1","qty":2,"gift":false,"price":0}],"tags":["REDACTED","REDACTED"],"n":null}"#);
+        assert_eq!(run_with(config, r#""top""#).unwrap().unwrap(), r#""REDACTED""#, "a value with no name is unlisted");
+    }
+
+    #[test]
     fn pointers_select_exact_places() {
         let config = r#"{"rules":[{"name":"p","jsonPointers":["/customer/id","/items/1","/a~1b"],"mode":"remove"}]}"#;
         assert_eq!(

@@ -10,6 +10,7 @@ use crate::form::sanitize_pairs;
 use crate::json::sanitize_json;
 use crate::names::NameKind;
 use crate::redact::{Opened, Redactor};
+use crate::text::{percent_decode, percent_encode};
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
@@ -56,7 +57,24 @@ fn open_document(text: &str, profile: &Profile, r: &mut Redactor) -> Opened {
             return opened;
         }
     }
+    if profile.has_percent() {
+        return open_percent(text, r);
+    }
     Opened::NotDocument
+}
+
+/// Percent-encoded text (`-----BEGIN%20PRIVATE%20KEY…`, `%7B%22pin%22…`):
+/// read decoded; where something is redacted, written back encoded.
+fn open_percent(text: &str, r: &mut Redactor) -> Opened {
+    let decoded = percent_decode(text.as_bytes(), false);
+    if decoded.len() == text.len() {
+        return Opened::NotDocument;
+    }
+    let Ok(decoded) = String::from_utf8(decoded) else { return Opened::NotDocument };
+    match r.detect(&decoded) {
+        Some(new) => Opened::Changed(percent_encode(&new)),
+        None => Opened::NotDocument,
+    }
 }
 
 fn looks_json(t: &str) -> bool {
@@ -111,8 +129,8 @@ fn open_pairs(text: &str, r: &mut Redactor) -> Option<Opened> {
 
 const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent).with_decode_allow_trailing_bits(true);
 
-/// Base64 or base64url of a JSON or form document, re-encoded in the same
-/// alphabet, with or without padding as it came.
+/// Base64 or base64url of a JSON or form document (or of base64 of one),
+/// re-encoded in the same alphabet, with or without padding as it came.
 fn open_base64(text: &str, r: &mut Redactor) -> Opened {
     let url = text.contains(['-', '_']);
     if url && text.contains(['+', '/']) {
@@ -128,17 +146,19 @@ fn open_base64(text: &str, r: &mut Redactor) -> Opened {
     let Ok(decoded) = engine.decode(text.trim_end_matches('=')) else { return Opened::NotDocument };
     let Ok(inner) = String::from_utf8(decoded) else { return Opened::NotDocument };
     let trimmed = inner.trim_ascii();
-    let is_doc = looks_json(trimmed) || looks_pairs(trimmed);
-    if !is_doc {
+    let profile = Profile::of(inner.as_bytes());
+    // A document, or base64 again (a document encoded twice).
+    if !(looks_json(trimmed) || looks_pairs(trimmed) || profile.maybe_base64()) {
         return Opened::NotDocument;
     }
-    let profile = Profile::of(inner.as_bytes());
-    match open_document(&inner, &profile, r) {
+    match open(&inner, &profile, r) {
         Opened::Changed(new) => {
-            let padded = text.ends_with('=');
+            // Padded as it came; text with `+` or `/` came from a standard
+            // encoder, which pads. Without either sign it is written unpadded.
+            let padded = text.ends_with('=') || text.contains(['+', '/']);
             let out = GeneralPurpose::new(
                 if url { &alphabet::URL_SAFE } else { &alphabet::STANDARD },
-                GeneralPurposeConfig::new().with_encode_padding(padded || (!url && text.len() % 4 == 0)),
+                GeneralPurposeConfig::new().with_encode_padding(padded),
             )
             .encode(new.as_bytes());
             Opened::Changed(out)
@@ -176,6 +196,13 @@ mod tests {
             Some("https://b.example.com/o?X-Amz-Date=20240101#top")
         );
         assert_eq!(run("https://example.com/?page=2"), None);
+    }
+
+    #[test]
+    fn percent_encoded_text_is_read_decoded() {
+        assert_eq!(run("mail%20jane%40example.com%20now").as_deref(), Some("mail%20REDACTED%20now"));
+        assert_eq!(run("-----BEGIN%20PRIVATE%20KEY-----%0AMIIE%0A-----END%20PRIVATE%20KEY-----").as_deref(), Some("REDACTED"));
+        assert_eq!(run("100%25%20sure"), None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub const WEAK: u8 = 8;
 /// Words that are credentials on their own (plurals are found too).
 const CREDENTIAL_WORDS: &[&str] = &[
     "password", "passwd", "pwd", "pass", "passphrase", "passcode", "secret", "token", "credential", "creds", "signature", "sig",
-    "otp", "totp", "hotp", "pin", "cvv", "cvc", "cvv2", "cvc2", "auth", "authorization", "session", "sessionid", "cookie", "jwt",
+    "otp", "totp", "hotp", "pin", "cvv", "cvc", "cvv2", "cvc2", "auth", "authorization", "session", "sessionid", "sessid", "cookie", "jwt",
     "bearer", "csrf", "xsrf", "hmac",
 ];
 
@@ -60,11 +60,16 @@ const PERSONAL_PHRASES: &[&str] =
 /// Weak words: a secret only when the value looks like one.
 const WEAK_WORDS: &[&str] = &["key", "code", "hash", "salt", "nonce", "seed", "sid", "cert"];
 
-/// Credential words also found glued to the end of a longer word
-/// (`newpassword`, `accesstoken`, `clientsecret`); short words are not, so
-/// `tokenizer` and `keyboard` stay words of their own.
-const GLUED_SUFFIXES: &[&str] =
-    &["password", "passwd", "passphrase", "passcode", "secret", "token", "credential", "credentials", "signature", "apikey", "privatekey", "secretkey", "accesskey"];
+/// Words that, glued before a short sensitive word, make one name of it
+/// (`adminpwd`, `cardpin`, `userpass`; not `compass` or `spin`).
+const QUALIFIERS: &[&str] = &[
+    "admin", "user", "db", "root", "new", "old", "card", "account", "acct", "app", "web", "api", "master", "login", "wallet", "atm", "sms",
+    "bank", "client", "server", "service", "customer", "member", "my", "current", "confirm", "temp", "default", "php", "j", "asp",
+];
+
+/// Words that, glued after a sensitive word, name a part of it
+/// (`privatekeyid`, `passportnumber`, `pincode`; not `tokenizer`).
+const PARTS: &[&str] = &["id", "number", "no", "num", "nr", "hash", "value", "code", "data", "string", "str", "text", "list"];
 
 /// A last word that makes the name describe a value rather than hold one
 /// (`token_type`, `password_length`, `session_timeout`, `auth_url`).
@@ -135,8 +140,28 @@ impl Vocabulary {
         if let Some(&c) = word.strip_suffix('s').and_then(|stem| self.single.get(stem)) {
             return c;
         }
-        if word.len() > 6 && GLUED_SUFFIXES.iter().any(|s| word.len() > s.len() + 1 && word.ends_with(s)) {
-            return CREDENTIAL;
+        self.glued_classes(word)
+    }
+
+    /// A word made of a sensitive word and another, glued (header names
+    /// lose their case: `x-adminpwd`, `homeaddress`, `privatekeyid`): a
+    /// sensitive word of five letters or more at its end, a short one after
+    /// a qualifier, or a sensitive word followed by a part word.
+    fn glued_classes(&self, word: &str) -> u8 {
+        if word.len() < 5 || !word.is_ascii() {
+            return 0;
+        }
+        let strong = |w: &str| self.single.get(w).map_or(0, |&c| c & !WEAK);
+        for k in 1..word.len() - 1 {
+            let (Some(left), Some(right)) = (word.get(..k), word.get(k..)) else { continue };
+            let end = strong(right);
+            if end != 0 && (right.len() >= 5 && left.len() >= 2 || QUALIFIERS.contains(&left)) {
+                return end;
+            }
+            let start = strong(left);
+            if start != 0 && left.len() >= 3 && PARTS.contains(&right) {
+                return start;
+            }
         }
         0
     }
@@ -209,14 +234,15 @@ mod tests {
         for name in [
             "account[pass]", "account%5Bpass%5D", "gcp_private_key_id", "X-Goog-Signature", "cardPin", "newPassword", "db.password",
             "newpassword", "X-Amz-Signature", "sig", "client_secret", "accessToken", "APIKey", "x-api-key", "refresh_tokens", "authorization",
-            "connectionString", "security_code", "otp",
+            "connectionString", "security_code", "otp", "x-adminpwd", "cardpin", "pincode", "privatekeyid", "jsessionid", "phpsessid",
+            "userpass", "accesstoken", "clientsecret",
         ] {
             assert_eq!(class(name), CREDENTIAL, "{name}");
         }
-        for name in ["x-customer-id", "ssn", "customer.ssn", "passportNumber", "taxId", "iban", "card_number", "accountNo", "userId", "drivers_license_number", "sortCode"] {
+        for name in ["x-customer-id", "ssn", "customer.ssn", "passportNumber", "passportnumber", "taxId", "iban", "card_number", "accountNo", "userId", "drivers_license_number", "sortCode"] {
             assert_eq!(class(name) & IDENTIFIER, IDENTIFIER, "{name}");
         }
-        for name in ["email", "e-mail", "contactEmail", "phone_number", "homeAddress", "dob", "dateOfBirth", "date_of_birth", "birthDate", "zip_code"] {
+        for name in ["email", "e-mail", "contactEmail", "phone_number", "homeAddress", "homeaddress", "dob", "dateOfBirth", "date_of_birth", "birthDate", "zip_code"] {
             assert_eq!(class(name), PERSONAL, "{name}");
         }
         for name in ["key", "code", "salt", "nonce", "api_code"] {
@@ -229,7 +255,7 @@ mod tests {
         for name in [
             "page", "sort", "view", "tokenizer", "keyboard", "id", "order_id", "orderId", "product-id", "x-request-id", "sku", "qty",
             "token_type", "expires_in", "password_policy", "session_timeout", "auth_url", "name", "passenger", "compass", "bypass",
-            "secretary", "description", "currency", "page_token_type", "sort_order", "country_code_type", "trace_id", "grant_type",
+            "secretary", "description", "currency", "spin", "encompass", "pinball", "iphone", "tokens_used_count", "page_token_type", "sort_order", "country_code_type", "trace_id", "grant_type",
         ] {
             assert_eq!(class(name), 0, "{name}");
         }

@@ -233,3 +233,106 @@ fn the_config_parser_never_panics_and_always_explains() {
     }
     assert!(accepted > 0, "some generated configs should be valid");
 }
+
+/// A name for a sensitive word, in one of the spellings APIs use.
+fn compound_name(rng: &mut Rng) -> String {
+    const BEFORE: [&str; 8] = ["new", "old", "db", "user", "account", "gcp", "primary", "x"];
+    const WORDS: [&[&str]; 14] = [
+        &["password"], &["pass"], &["secret"], &["token"], &["api", "key"], &["private", "key"], &["signature"], &["pin"],
+        &["ssn"], &["passport", "number"], &["iban"], &["email"], &["date", "of", "birth"], &["card", "number"],
+    ];
+    let mut words: Vec<String> = Vec::new();
+    if rng.chance(70) {
+        words.push(rng.pick(&BEFORE).to_string());
+    }
+    words.extend(rng.pick(&WORDS).iter().map(|w| w.to_string()));
+    let cap = |w: &str| w[..1].to_uppercase() + &w[1..];
+    match rng.below(7) {
+        0 => words.iter().enumerate().map(|(i, w)| if i == 0 { w.clone() } else { cap(w) }).collect(),
+        1 => words.join("_"),
+        2 => words.join("-"),
+        3 => words.join("."),
+        4 => words.iter().map(|w| cap(w)).collect::<Vec<_>>().join("-"),
+        5 if words.len() > 1 => format!("{}[{}]", words[0], words[1..].join("_")),
+        _ => format!("{}%5B{}%5D", words[0], words[1..].join("_")),
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Wrap {
+    JsonString,
+    Base64,
+    Base64Url,
+    Form,
+}
+
+fn percent(text: &str) -> String {
+    text.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+fn wrap(w: Wrap, inner: &str) -> String {
+    use base64::Engine;
+    match w {
+        Wrap::JsonString => json!({ "d": inner }).to_string(),
+        Wrap::Base64 => base64::engine::general_purpose::STANDARD.encode(inner),
+        Wrap::Base64Url => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(inner),
+        Wrap::Form => format!("a=1&d={}", percent(inner)),
+    }
+}
+
+fn unwrap_once(w: Wrap, outer: &str) -> String {
+    use base64::engine::{general_purpose::GeneralPurpose, general_purpose::GeneralPurposeConfig, DecodePaddingMode};
+    use base64::Engine;
+    // Without `+`, `/` or `=` the two alphabets and paddings look alike; the
+    // sanitizer writes such text unpadded.
+    let lenient = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    match w {
+        Wrap::JsonString => serde_json::from_str::<Value>(outer).unwrap()["d"].as_str().unwrap().to_string(),
+        Wrap::Base64 => String::from_utf8(GeneralPurpose::new(&base64::alphabet::STANDARD, lenient).decode(outer).unwrap()).unwrap(),
+        Wrap::Base64Url => String::from_utf8(GeneralPurpose::new(&base64::alphabet::URL_SAFE, lenient).decode(outer).unwrap()).unwrap(),
+        Wrap::Form => {
+            let value = outer.split('&').find_map(|p| p.strip_prefix("d=")).unwrap();
+            String::from_utf8(mirror_sanitizer::text::percent_decode(value.as_bytes(), true)).unwrap()
+        }
+    }
+}
+
+#[test]
+fn secrets_under_generated_compound_names_and_nestings_come_out() {
+    let p = Policy::parse(None, &|_| None).unwrap();
+    let mut rng = Rng(SEED ^ 4);
+    let wraps = [Wrap::JsonString, Wrap::Base64, Wrap::Base64Url, Wrap::Form];
+    for i in 0..2000 {
+        let name = compound_name(&mut rng);
+        let secret = format!("sv{}q{}", rng.below(1_000_000), i);
+        let keep = format!("keep-{i}");
+        let value = if rng.chance(20) { json!(9_000_000 + i) } else { json!(secret) };
+        let secret = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+        let mut doc = serde_json::Map::new();
+        doc.insert(name.clone(), value);
+        doc.insert("keep".into(), json!(keep));
+        let chain: Vec<Wrap> = (0..rng.below(4)).map(|_| *rng.pick(&wraps)).collect();
+        let mut text = Value::Object(doc).to_string();
+        for &w in &chain {
+            text = wrap(w, &text);
+        }
+        let object = matches!(chain.last(), Some(Wrap::JsonString) | None);
+        let body = if object { text } else { json!({ "v": text }).to_string() };
+        let out = sanitize_json(body.as_bytes(), &mut redactor(&p)).unwrap_or_else(|e| panic!("case {i}: {e}"));
+        let out = out.map(|o| String::from_utf8(o).unwrap()).unwrap_or(body.clone());
+        // Read the output back through the same encodings.
+        let mut inner = if object {
+            out.clone()
+        } else {
+            serde_json::from_str::<Value>(&out).unwrap()["v"].as_str().unwrap().to_string()
+        };
+        for &w in chain.iter().rev() {
+            let outer = inner.clone();
+            inner = std::panic::catch_unwind(|| unwrap_once(w, &outer))
+                .unwrap_or_else(|_| panic!("case {i}: {name:?} in {chain:?}: not {w:?} any more:\n{body}\n->\n{out}"));
+        }
+        let v: Value = serde_json::from_str(&inner).unwrap_or_else(|e| panic!("case {i} {name:?} {chain:?}: {e}\n{inner}"));
+        assert!(!inner.contains(&secret) && !out.contains(&secret), "case {i}: {secret:?} under {name:?} in {chain:?} survived:\n{body}\n->\n{out}");
+        assert_eq!(v["keep"], json!(keep), "case {i}: {name:?} {chain:?}: the ordinary value was lost:\n{inner}");
+    }
+}
