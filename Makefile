@@ -13,6 +13,9 @@ ENVOY        := $(ENVOY_DIR)/envoy/_bin/envoy
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/"/, "", $$3); print $$3 }' Cargo.lock)
 WASM_BINDGEN_DIR := $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)
 WASM_BINDGEN_RUNNER := $(WASM_BINDGEN_DIR)/bin/wasm-bindgen-test-runner
+# A real HTTP/2 client for end-to-end tests: Python's h2 package.
+H2_VERSION   := 4.4.1
+H2_DIR       := $(TOOLS)/python-h2-$(H2_VERSION)
 
 WASM_TARGET  := wasm32-wasip1
 WASM_OUT     := target/$(WASM_TARGET)/release
@@ -25,8 +28,9 @@ WASM_UNIT_PACKAGES := filter-common $(FILTER_PACKAGES)
 
 export ENVOY_BIN := $(ENVOY)
 export WASM_DIR := $(CURDIR)/$(WASM_OUT)
+export H2_PYTHONPATH := $(H2_DIR)
 
-.PHONY: help setup targets envoy wasm-bindgen build test unit-test wasm-unit-test \
+.PHONY: help setup targets envoy wasm-bindgen h2-client build test unit-test wasm-unit-test \
         harness-test e2e-test lint demo bench clean
 
 help:
@@ -36,7 +40,7 @@ help:
 	@echo "make bench  per-request cost of each module in the harness"
 	@echo "make setup  install the toolchain targets, Envoy $(ENVOY_VERSION) and wasm-bindgen"
 
-setup: targets envoy wasm-bindgen
+setup: targets envoy wasm-bindgen h2-client
 
 targets:
 	@installed=$$(rustup target list --installed); \
@@ -57,6 +61,13 @@ $(WASM_BINDGEN_RUNNER): Cargo.lock
 	@test -n "$(WASM_BINDGEN_VERSION)" || { echo "no wasm-bindgen in Cargo.lock" >&2; exit 1; }
 	cargo install --quiet --locked --root "$(WASM_BINDGEN_DIR)" \
 	  wasm-bindgen-cli --version "$(WASM_BINDGEN_VERSION)"
+	@touch "$@"
+
+h2-client: $(H2_DIR)/h2/__init__.py
+$(H2_DIR)/h2/__init__.py:
+	python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+	  --target "$(H2_DIR)" "h2==$(H2_VERSION)"
+	@test -f "$@" || { echo "h2 $(H2_VERSION) did not install into $(H2_DIR)" >&2; exit 1; }
 	@touch "$@"
 
 build: targets
@@ -80,7 +91,7 @@ wasm-unit-test: targets wasm-bindgen
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(WASM_BINDGEN_RUNNER)" \
 	  cargo test --target wasm32-unknown-unknown $(addprefix -p ,$(WASM_UNIT_PACKAGES)) --lib
 
-e2e-test: envoy build
+e2e-test: envoy h2-client build
 	@echo "== end-to-end tests against Envoy $(ENVOY_VERSION): the kit, harness-vs-Envoy fidelity, example configs, Istio manifests"
 	cargo test -p e2e --tests
 
