@@ -158,7 +158,7 @@ pub fn normalize_with(raw: &str, allow_double_encoding: bool) -> Result<Normaliz
         out.push('/');
     }
     // On the decoded text: `%25%32%65` is `%252e` once its digits are decoded.
-    if !allow_double_encoding && has_double_encoding(&out) {
+    if !allow_double_encoding && out.contains('%') && has_double_encoding(&out) {
         return Err(UnsafePath::DoubleEncoding);
     }
     Ok(NormalizedPath { path: out, query })

@@ -194,8 +194,9 @@ fn join(segments: &[String], trailing_slash: bool) -> String {
 /// nothing changes.
 fn strip_parameters(path: &str) -> Option<String> {
     // The common case, checked without allocating: nothing to strip.
+    let suspect = path.bytes().any(|b| matches!(b, b';' | b'.' | b' ' | b'%'));
     let strippable = |s: &str| s.contains(';') || s.ends_with(['.', ' ']) || s.ends_with("%20");
-    if !path.split('/').any(strippable) {
+    if !suspect || !path.split('/').any(strippable) {
         return None;
     }
     let trailing_slash = path.ends_with('/');
