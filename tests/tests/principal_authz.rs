@@ -6,71 +6,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests fail by panicking
 
-use e2e::{wasm_module, Bootstrap, Credential, Envoy, ListenerTls, Pki, Request, Response, Script, Upstream, WasmFilter};
+#[path = "principal_authz_mesh/mod.rs"]
+mod principal_authz_mesh;
+
+use e2e::{wasm_module, Bootstrap, Envoy, Request, Script, Upstream, WasmFilter};
+use principal_authz_mesh::{bypass_attempts, policies, BILLING_URI, GATEWAY_URI};
 use serde_json::json;
 
-struct Callers {
-    billing: Credential,
-    shop: Credential,
-    foreign_billing: Credential,
-    gateway: Credential,
+/// The payments Envoy guarded by principal-authz with [`policies`].
+fn mesh(strict: bool) -> principal_authz_mesh::Mesh {
+    mesh_with(strict, &policies())
 }
 
-struct Mesh {
-    pki: Pki,
-    callers: Callers,
-    upstream: Upstream,
-    envoy: Envoy,
-}
-
-fn policies() -> serde_json::Value {
-    json!({
-        "policies": [
-            { "name": "payments-to-billing", "action": "ALLOW", "rules": [{
-                "from": [{ "source": { "principals": ["cluster.local/ns/billing/sa/billing"] } }],
-                "to": [{ "operation": { "methods": ["GET", "POST"], "paths": ["/api/*"] } }] }] },
-            { "name": "no-admin", "action": "DENY", "rules": [
-                { "to": [{ "operation": { "paths": ["/api/admin", "/api/admin/*"] } }] },
-                { "to": [{ "operation": { "hosts": ["internal.payments.example"] } }] },
-                { "when": [{ "key": "request.headers[x-canary]", "values": ["internal"] }] }] },
-        ],
-        "xfcc": { "trustedProxies": ["cluster.local/ns/istio-system/sa/ingressgateway"] },
-    })
-}
-
-fn mesh(strict: bool) -> Mesh {
-    let pki = Pki::new().unwrap();
-    let server = pki.issue("payments", Some("spiffe://cluster.local/ns/payments/sa/payments")).unwrap();
-    let callers = Callers {
-        billing: pki.issue("billing", Some("spiffe://cluster.local/ns/billing/sa/billing")).unwrap(),
-        shop: pki.issue("shop", Some("spiffe://cluster.local/ns/shop/sa/shop")).unwrap(),
-        foreign_billing: pki.issue("foreign", Some("spiffe://other.domain/ns/billing/sa/billing")).unwrap(),
-        gateway: pki.issue("gateway", Some("spiffe://cluster.local/ns/istio-system/sa/ingressgateway")).unwrap(),
-    };
-    let upstream = Upstream::start(Script::ok("payments")).unwrap();
-    let filter = WasmFilter::new(wasm_module("principal_authz").unwrap(), "principal-authz", &policies());
-    let bootstrap = Bootstrap::to_upstream(upstream.addr())
-        .filter(filter)
-        .forward_client_cert("APPEND_FORWARD")
-        .tls(ListenerTls {
-            cert: server.cert_path.clone(),
-            key: server.key_path.clone(),
-            ca: pki.ca_path.clone(),
-            require_client_certificate: strict,
-            plaintext_too: !strict,
-        });
-    let envoy = Envoy::start(&bootstrap).unwrap();
-    Mesh { pki, callers, upstream, envoy }
-}
-
-impl Mesh {
-    fn send(&self, caller: Option<&Credential>, request: &Request) -> Response {
-        self.pki.send(self.envoy.listener(), caller, request).unwrap()
-    }
-
-    fn paths_received(&self) -> Vec<String> {
-        self.upstream.received().iter().map(|r| r.path.clone()).collect()
-    }
+fn mesh_with(strict: bool, config: &serde_json::Value) -> principal_authz_mesh::Mesh {
+    let filter = WasmFilter::new(wasm_module("principal_authz").unwrap(), "principal-authz", config);
+    principal_authz_mesh::mesh(strict, |b| b.filter(filter), |_| {})
 }
 
 #[test]
@@ -97,125 +47,50 @@ fn permissive_plaintext_and_certificateless_callers_are_no_one() {
     let m = mesh(false);
     let plain = Request::get("/api/orders").send(m.envoy.listener()).unwrap();
     assert_eq!(plain.status, 403, "plaintext");
-    let no_cert = m.send(None, &Request::get("/api/orders"));
+    let no_cert = m.pki.send(m.envoy.listener(), None, &Request::get("/api/orders").header("x-request-id", "tls-no-cert")).unwrap();
     assert_eq!(no_cert.status, 403, "TLS without a client certificate");
+    assert_eq!(no_cert.body_text(), "RBAC: access denied");
+    // Over TLS but with no certificate, the caller has no identity at all.
+    assert!(m.envoy.log().contains(r#"request tls-no-cert from "-" denied: no ALLOW policy matched"#), "{}", m.envoy.log());
     assert_eq!(m.send(Some(&m.callers.billing), &Request::get("/api/orders")).status, 200);
     assert_eq!(m.paths_received(), vec!["/api/orders"]);
-}
-
-/// One bypass attempt: who sends what, and the status it must get.
-struct Attempt {
-    what: &'static str,
-    caller: fn(&Callers) -> Option<&Credential>,
-    request: Request,
-    want: u16,
-}
-
-fn billing(c: &Callers) -> Option<&Credential> {
-    Some(&c.billing)
-}
-
-fn attempt(what: &'static str, path: &str) -> Attempt {
-    Attempt { what, caller: billing, request: Request::get(path), want: 403 }
 }
 
 #[test]
 fn bypass_attempts_are_denied() {
     let m = mesh(false);
-    let billing_uri = "spiffe://cluster.local/ns/billing/sa/billing";
-    let gateway_uri = "spiffe://cluster.local/ns/istio-system/sa/ingressgateway";
-    let forged = format!("By={gateway_uri};URI={billing_uri}");
-    let attempts = vec![
-        attempt("the denied path itself", "/api/admin"),
-        attempt("encoded unreserved letter", "/api/%61dmin"),
-        attempt("dot segment", "/api/./admin"),
-        attempt("dot-dot segment", "/api/orders/../admin"),
-        attempt("encoded dot-dot", "/api/orders/%2e%2e/admin"),
-        attempt("upper-case encoded dot-dot", "/api/orders/%2E%2E/admin/keys"),
-        attempt("mixed dot-dot", "/api/orders/.%2e/admin"),
-        attempt("double slashes", "//api//admin"),
-        attempt("trailing slash", "/api/admin/"),
-        attempt("encoded slash", "/api%2Fadmin"),
-        attempt("encoded lower-case slash", "/api%2fadmin%2fkeys"),
-        attempt("encoded backslash", "/api%5Cadmin"),
-        attempt("path parameter", "/api/admin;jsessionid=1"),
-        attempt("dot-dot with a path parameter (Tomcat)", "/api/orders/..;/admin"),
-        attempt("encoded NUL", "/api/admin%00.json"),
-        attempt("bad escape", "/api/%zzadmin"),
-        // Envoy 1.40's HTTP/1 codec answers 400 itself: the filter never sees it.
-        Attempt { want: 400, ..attempt("fragment", "/api/admin#/api/orders") },
-        attempt("query that looks like a path", "/api/admin?/api/orders"),
-        attempt("case of the path", "/API/orders"),
-        // Refused by Envoy's codec (400) before any filter runs.
-        Attempt { what: "lower-case method", caller: billing, request: Request::new("get", "/api/orders"), want: 400 },
-        Attempt { what: "method not allowed", caller: billing, request: Request::new("DELETE", "/api/orders"), want: 403 },
-        Attempt {
-            what: "denied host in another case, with a trailing dot and a port",
-            caller: billing,
-            request: Request::get("/api/orders").header("host", "INTERNAL.payments.example.:8443"),
-            want: 403,
-        },
-        Attempt {
-            what: "denied header value hidden behind a second line",
-            caller: billing,
-            request: Request::get("/api/orders").header("x-canary", "public").header("x-canary", "internal"),
-            want: 403,
-        },
-        Attempt {
-            what: "shop forging billing's XFCC element",
-            caller: |c| Some(&c.shop),
-            request: Request::get("/api/orders").header("x-forwarded-client-cert", &forged),
-            want: 403,
-        },
-        Attempt {
-            what: "plaintext forging billing's XFCC element",
-            caller: |_| None,
-            request: Request::get("/api/orders").header("x-forwarded-client-cert", &forged),
-            want: 403,
-        },
-        Attempt {
-            what: "the trusted gateway relaying an element it did not write",
-            caller: |c| Some(&c.gateway),
-            request: Request::get("/api/orders")
-                .header("x-forwarded-client-cert", &format!("By=spiffe://cluster.local/ns/x/sa/x;URI={billing_uri}")),
-            want: 403,
-        },
-        Attempt { what: "the trusted gateway itself", caller: |c| Some(&c.gateway), request: Request::get("/api/orders"), want: 403 },
-        Attempt {
-            what: "billing of another trust domain",
-            caller: |c| Some(&c.foreign_billing),
-            request: Request::get("/api/orders"),
-            want: 403,
-        },
-        Attempt { what: "shop", caller: |c| Some(&c.shop), request: Request::get("/api/orders"), want: 403 },
-        Attempt { what: "plaintext", caller: |_| None, request: Request::get("/api/orders"), want: 403 },
-    ];
-    assert!(attempts.len() >= 20);
+    let attempts = bypass_attempts();
+    assert!(attempts.len() >= 40);
     let mut failures = Vec::new();
     for a in &attempts {
-        let caller = (a.caller)(&m.callers);
-        let r = match caller {
-            None => a.request.send(m.envoy.listener()).unwrap(),
-            Some(_) => m.send(caller, &a.request),
-        };
+        let r = m.send((a.caller)(&m.callers), &a.request);
         if r.status != a.want {
             failures.push(format!("{}: {} {} got {} {}", a.what, a.request.method, a.request.path, r.status, r.body_text()));
         }
     }
     assert!(failures.is_empty(), "attempts that got through:\n  {}", failures.join("\n  "));
     assert!(m.paths_received().is_empty(), "the upstream saw {:?}", m.paths_received());
+    // Each class is counted under its own reason.
+    assert!(m.envoy.wasm_metric("principal_authz.path_invalid_utf8").unwrap() >= Some(3));
+    let log = m.envoy.log();
+    for reading in ["(reading: case-folded)", "(reading: parameters removed)", "(reading: decoded again + parameters removed)"] {
+        assert!(log.contains(reading), "no denial logged {reading}");
+    }
 }
 
 #[test]
 fn what_is_allowed_reaches_the_upstream_normalized() {
     let m = mesh(false);
     let c = &m.callers;
-    let gateway_uri = "spiffe://cluster.local/ns/istio-system/sa/ingressgateway";
-    let billing_uri = "spiffe://cluster.local/ns/billing/sa/billing";
+    let (gateway_uri, billing_uri) = (GATEWAY_URI, BILLING_URI);
     let cases = [
         (Some(&c.billing), Request::get("/api/orders/../payments//7?expand=1"), "/api/payments/7?expand=1"),
         (Some(&c.billing), Request::get("/api/%6Frders"), "/api/orders"),
-        (Some(&c.billing), Request::get("/api/%2561dmin"), "/api/%2561dmin"),
+        // Readings a DENY considers do not refuse what no reading puts under it.
+        (Some(&c.billing), Request::get("/api/Orders"), "/api/Orders"),
+        (Some(&c.billing), Request::get("/api/orders.json"), "/api/orders.json"),
+        (Some(&c.billing), Request::get("/api/administrators"), "/api/administrators"),
+        (Some(&c.billing), Request::get("/api/caf%C3%A9/a%3Ab"), "/api/caf%C3%A9/a%3Ab"),
         (Some(&c.billing), Request::get("/api/orders").header("host", "payments.example:8443"), "/api/orders"),
         // The gateway relays billing's identity in the element it appended.
         (
@@ -275,4 +150,34 @@ fn jwt_request_principals_and_claims_from_envoys_jwt_filter() {
         assert_eq!(r.status, *want, "{what}: {}", r.body_text());
     }
     assert_eq!(upstream.received().len(), 2);
+}
+
+/// A policy in dry run is counted, never enforced; a principal written for
+/// cluster.local matches the same workload under an alias trust domain only;
+/// with double encoding accepted, the path passes as it came and the DENY
+/// still holds through the decoded-again reading.
+#[test]
+fn dry_run_policies_trust_domain_aliases_and_the_double_encoding_opt_out() {
+    let mut config = policies();
+    config["trustDomainAliases"] = json!(["old.domain"]);
+    config["allowDoubleEncoding"] = json!(true);
+    config["policies"].as_array_mut().unwrap().push(json!({ "name": "no-orders", "action": "DENY", "dryRun": true,
+        "rules": [{ "to": [{ "operation": { "paths": ["/api/orders/*"] } }] }] }));
+    let m = mesh_with(false, &config);
+    let old_billing = m.pki.issue("old-billing", Some("spiffe://old.domain/ns/billing/sa/billing")).unwrap();
+    let old_shop = m.pki.issue("old-shop", Some("spiffe://old.domain/ns/shop/sa/shop")).unwrap();
+    let c = &m.callers;
+    assert_eq!(m.send(Some(&old_billing), &Request::get("/api/orders")).status, 200, "billing under the alias");
+    assert_eq!(m.send(Some(&old_shop), &Request::get("/api/orders")).status, 403, "another workload under the alias");
+    assert_eq!(m.send(Some(&c.foreign_billing), &Request::get("/api/orders")).status, 403, "billing under a foreign domain");
+    assert_eq!(m.send(Some(&c.billing), &Request::get("/api/orders/7")).status, 200, "the dry-run DENY does not enforce");
+    assert_eq!(m.send(Some(&c.billing), &Request::get("/api/100%2541")).status, 200);
+    let r = m.send(Some(&c.billing), &Request::get("/api/orders/%252e%252e/admin"));
+    assert_eq!(r.status, 403, "decoded again, it is /api/admin");
+    assert_eq!(m.paths_received(), vec!["/api/orders", "/api/orders/7", "/api/100%2541"]);
+    let metric = |name: &str| m.envoy.wasm_metric(name).unwrap();
+    assert_eq!(metric("principal_authz.policy.no-orders.dry_run_denied"), Some(2), "/api/orders/7 and the %252e one");
+    assert_eq!(metric("principal_authz.policy.no-orders.dry_run_allowed"), Some(4));
+    assert!(m.envoy.log().contains(r#"policy "no-orders" in dry run would deny: rule 0 (reading: canonical)"#), "{}", m.envoy.log());
+    assert!(m.envoy.log().contains("(reading: decoded again)"));
 }

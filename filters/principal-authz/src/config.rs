@@ -6,11 +6,13 @@
 
 use crate::ip::IpBlock;
 use crate::policy::{Action, Condition, Field, Operation, Policy, Rule, Source};
+use crate::readings::{fold, Reading};
 use crate::template::PathMatch;
 use filter_common::{parse_json, ConfigError, FieldPath, IstioMatch};
 use serde::Deserialize;
 
 const DEFAULT_DENY_BODY: &str = "RBAC: access denied";
+const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -23,6 +25,36 @@ struct ConfigSpec {
     deny_body: Option<String>,
     xfcc: Option<XfccSpec>,
     jwt: Option<JwtSpec>,
+    /// Readings that DENY rules do not consider (all are on by default).
+    #[serde(default)]
+    disabled_readings: Vec<ReadingName>,
+    /// Accept `%25` followed by two hex digits in a path (refused by default).
+    #[serde(default)]
+    allow_double_encoding: bool,
+    /// Istio's mesh `trustDomain` and `trustDomainAliases`.
+    trust_domain: Option<String>,
+    #[serde(default)]
+    trust_domain_aliases: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum ReadingName {
+    DecodedAgain,
+    CaseFolded,
+    ParametersRemoved,
+    MethodCaseFolded,
+}
+
+impl ReadingName {
+    fn reading(self) -> Reading {
+        match self {
+            Self::DecodedAgain => Reading::DECODED_AGAIN,
+            Self::CaseFolded => Reading::CASE_FOLDED,
+            Self::ParametersRemoved => Reading::PARAMETERS_REMOVED,
+            Self::MethodCaseFolded => Reading::METHOD_CASE_FOLDED,
+        }
+    }
 }
 
 /// Where Envoy's JWT filter leaves verified payloads: its
@@ -47,6 +79,8 @@ struct PolicySpec {
     action: ActionSpec,
     #[serde(default)]
     rules: Vec<RuleSpec>,
+    #[serde(default)]
+    dry_run: bool,
 }
 
 /// Istio's default action is ALLOW.
@@ -151,6 +185,10 @@ pub struct Config {
     pub trusted_proxies: Vec<IstioMatch>,
     /// Metadata keys of verified JWT payloads, tried in order.
     pub jwt_payload_keys: Vec<String>,
+    /// The readings DENY and AUDIT rules consider besides the canonical one.
+    pub readings: Reading,
+    /// `%25` and two hex digits accepted in a path.
+    pub allow_double_encoding: bool,
     /// What the policies read beyond headers and the peer identity; each
     /// costs a host call per request, so only when a policy needs it.
     pub needs: Needs,
@@ -163,12 +201,17 @@ pub struct Needs {
     pub destination_port: bool,
     pub sni: bool,
     pub jwt: bool,
+    /// A DENY or AUDIT rule reads the path or the method: the request's
+    /// other readings are computed.
+    pub readings: bool,
 }
 
 impl Config {
     pub fn parse(bytes: Option<&[u8]>) -> Result<Self, ConfigError> {
         let spec: ConfigSpec = parse_json(bytes)?;
         let root = FieldPath::root();
+        let readings = spec.disabled_readings.iter().fold(Reading::ALL, |on, name| on.without(name.reading()));
+        let trust_domains = trust_domains(&spec, &root)?;
         let mut needs = Needs::default();
         let mut policies = Vec::with_capacity(spec.policies.len());
         for (i, p) in spec.policies.iter().enumerate() {
@@ -179,18 +222,22 @@ impl Config {
             if policies.iter().any(|q: &Policy| q.name == p.name) {
                 return Err(at.field("name").error(format!("`{}` names two policies", p.name)));
             }
-            let rules = p
-                .rules
-                .iter()
-                .enumerate()
-                .map(|(j, r)| compile_rule(r, &at.field("rules").index(j), &mut needs))
-                .collect::<Result<_, _>>()?;
             let action = match p.action {
                 ActionSpec::Allow => Action::Allow,
                 ActionSpec::Deny => Action::Deny,
                 ActionSpec::Audit => Action::Audit,
             };
-            policies.push(Policy { name: p.name.clone(), action, rules });
+            if p.dry_run && action == Action::Audit {
+                return Err(at.field("dryRun").error("an AUDIT policy never enforces; a dry run changes nothing"));
+            }
+            let mut compiler = Compiler { action, trust_domains: &trust_domains, needs: &mut needs };
+            let rules = p
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(j, r)| compiler.rule(r, &at.field("rules").index(j)))
+                .collect::<Result<_, _>>()?;
+            policies.push(Policy { name: p.name.clone(), action, dry_run: p.dry_run, rules });
         }
         let deny_status = match spec.deny_status {
             None => 403,
@@ -213,8 +260,11 @@ impl Config {
                 "policies match JWT claims: name where Envoy's JWT filter puts verified payloads (`payloadInMetadata`, in Istio each jwtRule's issuer)",
             ));
         }
+        needs.readings &= readings != Reading::CANONICAL;
         Ok(Self {
             jwt_payload_keys,
+            readings,
+            allow_double_encoding: spec.allow_double_encoding,
             policies,
             dry_run: spec.dry_run,
             deny_status,
@@ -225,26 +275,95 @@ impl Config {
     }
 }
 
-fn compile_rule(spec: &RuleSpec, at: &FieldPath, needs: &mut Needs) -> Result<Rule, ConfigError> {
-    let from = spec
-        .from
-        .iter()
-        .enumerate()
-        .map(|(i, f)| compile_source(&f.source, &at.field("from").index(i).field("source"), needs))
-        .collect::<Result<_, _>>()?;
-    let to = spec
-        .to
-        .iter()
-        .enumerate()
-        .map(|(i, t)| compile_operation(&t.operation, &at.field("to").index(i).field("operation"), needs))
-        .collect::<Result<_, _>>()?;
-    let when = spec
-        .when
-        .iter()
-        .enumerate()
-        .map(|(i, c)| compile_condition(c, &at.field("when").index(i), needs))
-        .collect::<Result<_, _>>()?;
-    Ok(Rule { from, to, when })
+/// The trust domain and its aliases, when aliases are configured: a
+/// principal written for one of them is compiled for each.
+fn trust_domains(spec: &ConfigSpec, root: &FieldPath) -> Result<Vec<String>, ConfigError> {
+    let check = |d: &str, at: FieldPath| {
+        if d.is_empty() || d.contains('/') || d.contains('*') || d.contains(':') {
+            Err(at.error(format!("`{d}` is not a trust domain (a name such as cluster.local, without spiffe:// or /)")))
+        } else {
+            Ok(d.to_string())
+        }
+    };
+    let own = check(spec.trust_domain.as_deref().unwrap_or(DEFAULT_TRUST_DOMAIN), root.field("trustDomain"))?;
+    if spec.trust_domain_aliases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut domains = vec![own];
+    for (i, alias) in spec.trust_domain_aliases.iter().enumerate() {
+        let alias = check(alias, root.field("trustDomainAliases").index(i))?;
+        if !domains.contains(&alias) {
+            domains.push(alias);
+        }
+    }
+    Ok(domains)
+}
+
+/// `cluster.local/ns/a/sa/b` with aliases `td2`: also `td2/ns/a/sa/b`.
+/// Values whose trust domain is not literal (`*`, `*/ns/a/sa/b`) or not one
+/// of `domains` stay as they are.
+fn with_trust_domain_aliases(values: &[String], domains: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(values.len());
+    for v in values {
+        out.push(v.clone());
+        if let Some((td, rest)) = v.split_once('/') {
+            if domains.iter().any(|d| d == td) {
+                out.extend(domains.iter().filter(|d| *d != td).map(|d| format!("{d}/{rest}")));
+            }
+        }
+    }
+    out
+}
+
+/// Compiles one policy's rules: what its action changes (case-folded paths
+/// for DENY and AUDIT) and what the requests must supply.
+struct Compiler<'a> {
+    action: Action,
+    trust_domains: &'a [String],
+    needs: &'a mut Needs,
+}
+
+impl Compiler<'_> {
+    fn rule(&mut self, spec: &RuleSpec, at: &FieldPath) -> Result<Rule, ConfigError> {
+        let from = spec
+            .from
+            .iter()
+            .enumerate()
+            .map(|(i, f)| self.source(&f.source, &at.field("from").index(i).field("source")))
+            .collect::<Result<_, _>>()?;
+        let to = spec
+            .to
+            .iter()
+            .enumerate()
+            .map(|(i, t)| self.operation(&t.operation, &at.field("to").index(i).field("operation")))
+            .collect::<Result<_, _>>()?;
+        let when = spec
+            .when
+            .iter()
+            .enumerate()
+            .map(|(i, c)| self.condition(c, &at.field("when").index(i)))
+            .collect::<Result<_, _>>()?;
+        Ok(Rule { from, to, when })
+    }
+
+    /// Principals (or their `not` twin), checked as written, compiled with
+    /// the trust domain aliases.
+    fn principals(
+        &self,
+        values: &[String],
+        not_values: &[String],
+        at: &FieldPath,
+        name: &str,
+        not_name: &str,
+    ) -> Result<Field<IstioMatch>, ConfigError> {
+        let written = field(values, not_values, at, name, not_name, principal_value)?;
+        if self.trust_domains.is_empty() {
+            return Ok(written);
+        }
+        let (values, not_values) =
+            (with_trust_domain_aliases(values, self.trust_domains), with_trust_domain_aliases(not_values, self.trust_domains));
+        field(&values, &not_values, at, name, not_name, principal_value)
+    }
 }
 
 /// Compiles a field and its `not` twin with one value parser.
@@ -309,118 +428,139 @@ fn method_value(v: &str) -> Result<IstioMatch, String> {
     string_value(v)
 }
 
-fn compile_source(spec: &SourceSpec, at: &FieldPath, needs: &mut Needs) -> Result<Source, ConfigError> {
-    let source = Source {
-        principals: field(&spec.principals, &spec.not_principals, at, "principals", "notPrincipals", principal_value)?,
-        request_principals: field(
-            &spec.request_principals,
-            &spec.not_request_principals,
-            at,
-            "requestPrincipals",
-            "notRequestPrincipals",
-            string_value,
-        )?,
-        namespaces: field(&spec.namespaces, &spec.not_namespaces, at, "namespaces", "notNamespaces", string_value)?,
-        ip_blocks: field(&spec.ip_blocks, &spec.not_ip_blocks, at, "ipBlocks", "notIpBlocks", IpBlock::parse)?,
-        remote_ip_blocks: field(
-            &spec.remote_ip_blocks,
-            &spec.not_remote_ip_blocks,
-            at,
-            "remoteIpBlocks",
-            "notRemoteIpBlocks",
-            IpBlock::parse,
-        )?,
-    };
-    if !(source.principals.is_set()
-        || source.request_principals.is_set()
-        || source.namespaces.is_set()
-        || source.ip_blocks.is_set()
-        || source.remote_ip_blocks.is_set())
-    {
-        return Err(at.error("a source must set at least one field"));
-    }
-    needs.source_address |= source.ip_blocks.is_set() || source.remote_ip_blocks.is_set();
-    needs.jwt |= source.request_principals.is_set();
-    Ok(source)
-}
-
-fn compile_operation(spec: &OperationSpec, at: &FieldPath, needs: &mut Needs) -> Result<Operation, ConfigError> {
-    let op = Operation {
-        hosts: field(&spec.hosts, &spec.not_hosts, at, "hosts", "notHosts", host_value)?,
-        ports: field(&spec.ports, &spec.not_ports, at, "ports", "notPorts", port_value)?,
-        methods: field(&spec.methods, &spec.not_methods, at, "methods", "notMethods", method_value)?,
-        paths: field(&spec.paths, &spec.not_paths, at, "paths", "notPaths", PathMatch::parse)?,
-    };
-    if !(op.hosts.is_set() || op.ports.is_set() || op.methods.is_set() || op.paths.is_set()) {
-        return Err(at.error("an operation must set at least one field"));
-    }
-    needs.destination_port |= op.ports.is_set();
-    Ok(op)
-}
-
-fn compile_condition(spec: &ConditionSpec, at: &FieldPath, needs: &mut Needs) -> Result<Condition, ConfigError> {
-    if spec.values.is_empty() && spec.not_values.is_empty() {
-        return Err(at.error("a condition needs `values` or `notValues`"));
-    }
-    let key = spec.key.as_str();
-    let strings = |parse: fn(&str) -> Result<IstioMatch, String>| {
-        field(&spec.values, &spec.not_values, at, "values", "notValues", parse)
-    };
-    let ips = || field(&spec.values, &spec.not_values, at, "values", "notValues", IpBlock::parse);
-    let condition = if let Some(name) = key.strip_prefix("request.headers[").and_then(|k| k.strip_suffix(']')) {
-        if name.is_empty() || name.bytes().any(|b| b.is_ascii_whitespace() || b == b'[' || b == b']') {
-            return Err(at.field("key").error(format!("`{key}`: name a header, as in request.headers[User-Agent]")));
+impl Compiler<'_> {
+    fn source(&mut self, spec: &SourceSpec, at: &FieldPath) -> Result<Source, ConfigError> {
+        let source = Source {
+            principals: self.principals(&spec.principals, &spec.not_principals, at, "principals", "notPrincipals")?,
+            request_principals: field(
+                &spec.request_principals,
+                &spec.not_request_principals,
+                at,
+                "requestPrincipals",
+                "notRequestPrincipals",
+                string_value,
+            )?,
+            namespaces: field(&spec.namespaces, &spec.not_namespaces, at, "namespaces", "notNamespaces", string_value)?,
+            ip_blocks: field(&spec.ip_blocks, &spec.not_ip_blocks, at, "ipBlocks", "notIpBlocks", IpBlock::parse)?,
+            remote_ip_blocks: field(
+                &spec.remote_ip_blocks,
+                &spec.not_remote_ip_blocks,
+                at,
+                "remoteIpBlocks",
+                "notRemoteIpBlocks",
+                IpBlock::parse,
+            )?,
+        };
+        if !(source.principals.is_set()
+            || source.request_principals.is_set()
+            || source.namespaces.is_set()
+            || source.ip_blocks.is_set()
+            || source.remote_ip_blocks.is_set())
+        {
+            return Err(at.error("a source must set at least one field"));
         }
-        Condition::Header(name.to_ascii_lowercase(), strings(string_value)?)
-    } else {
-        match key {
-            "source.ip" => {
-                needs.source_address = true;
-                Condition::SourceIp(ips()?)
-            }
-            "remote.ip" => {
-                needs.source_address = true;
-                Condition::RemoteIp(ips()?)
-            }
-            "source.namespace" => Condition::SourceNamespace(strings(string_value)?),
-            "source.principal" => Condition::SourcePrincipal(strings(principal_value)?),
-            "destination.ip" => {
-                needs.destination_address = true;
-                Condition::DestinationIp(ips()?)
-            }
-            "destination.port" => {
-                needs.destination_port = true;
-                Condition::DestinationPort(field(&spec.values, &spec.not_values, at, "values", "notValues", port_value)?)
-            }
-            "connection.sni" => {
-                needs.sni = true;
-                Condition::Sni(strings(string_value)?)
-            }
-            "request.auth.principal" => {
-                needs.jwt = true;
-                Condition::RequestPrincipal(strings(string_value)?)
-            }
-            "request.auth.audiences" => {
-                needs.jwt = true;
-                Condition::Claim(vec!["aud".to_string()], strings(string_value)?)
-            }
-            "request.auth.presenter" => {
-                needs.jwt = true;
-                Condition::Claim(vec!["azp".to_string()], strings(string_value)?)
-            }
-            k if k.starts_with("request.auth.claims") => {
-                let path = claim_path(k).map_err(|e| at.field("key").error(format!("`{k}`: {e}")))?;
-                needs.jwt = true;
-                Condition::Claim(path, strings(string_value)?)
-            }
-            k => {
-                return Err(at.field("key").error(format!(
-                    "`{k}` is not a key this filter evaluates (request.headers[…], source.ip, remote.ip, source.namespace, source.principal, destination.ip, destination.port, connection.sni, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[…])"
-                )))
-            }
+        self.needs.source_address |= source.ip_blocks.is_set() || source.remote_ip_blocks.is_set();
+        self.needs.jwt |= source.request_principals.is_set();
+        Ok(source)
+    }
+
+    fn operation(&mut self, spec: &OperationSpec, at: &FieldPath) -> Result<Operation, ConfigError> {
+        let paths = field(&spec.paths, &spec.not_paths, at, "paths", "notPaths", PathMatch::parse)?;
+        // DENY and AUDIT rules also match a path case-folded: their values are
+        // folded once here.
+        let folded_paths = if self.action == Action::Allow {
+            None
+        } else {
+            let fold_all = |list: &[String]| list.iter().map(|v| fold(v).into_owned()).collect::<Vec<_>>();
+            let (values, not_values) = (fold_all(&spec.paths), fold_all(&spec.not_paths));
+            let changed = values != spec.paths || not_values != spec.not_paths;
+            changed.then(|| field(&values, &not_values, at, "paths", "notPaths", PathMatch::parse)).transpose()?
+        };
+        let op = Operation {
+            hosts: field(&spec.hosts, &spec.not_hosts, at, "hosts", "notHosts", host_value)?,
+            ports: field(&spec.ports, &spec.not_ports, at, "ports", "notPorts", port_value)?,
+            methods: field(&spec.methods, &spec.not_methods, at, "methods", "notMethods", method_value)?,
+            paths,
+            folded_paths,
+        };
+        if !(op.hosts.is_set() || op.ports.is_set() || op.methods.is_set() || op.paths.is_set()) {
+            return Err(at.error("an operation must set at least one field"));
         }
-    };
-    Ok(condition)
+        self.needs.destination_port |= op.ports.is_set();
+        self.needs.readings |= self.action != Action::Allow && (op.paths.is_set() || op.methods.is_set());
+        Ok(op)
+    }
+
+    fn condition(&mut self, spec: &ConditionSpec, at: &FieldPath) -> Result<Condition, ConfigError> {
+        let needs = &mut *self.needs;
+        if spec.values.is_empty() && spec.not_values.is_empty() {
+            return Err(at.error("a condition needs `values` or `notValues`"));
+        }
+        let key = spec.key.as_str();
+        let strings = |parse: fn(&str) -> Result<IstioMatch, String>| {
+            field(&spec.values, &spec.not_values, at, "values", "notValues", parse)
+        };
+        let ips = || field(&spec.values, &spec.not_values, at, "values", "notValues", IpBlock::parse);
+        let condition = if let Some(name) = key.strip_prefix("request.headers[").and_then(|k| k.strip_suffix(']')) {
+            if name.is_empty() || name.bytes().any(|b| b.is_ascii_whitespace() || b == b'[' || b == b']') {
+                return Err(at.field("key").error(format!("`{key}`: name a header, as in request.headers[User-Agent]")));
+            }
+            Condition::Header(name.to_ascii_lowercase(), strings(string_value)?)
+        } else {
+            match key {
+                "source.ip" => {
+                    needs.source_address = true;
+                    Condition::SourceIp(ips()?)
+                }
+                "remote.ip" => {
+                    needs.source_address = true;
+                    Condition::RemoteIp(ips()?)
+                }
+                "source.namespace" => Condition::SourceNamespace(strings(string_value)?),
+                "source.principal" => {
+                    let expanded = with_trust_domain_aliases(&spec.values, self.trust_domains);
+                    let not_expanded = with_trust_domain_aliases(&spec.not_values, self.trust_domains);
+                    strings(principal_value)?;
+                    Condition::SourcePrincipal(field(&expanded, &not_expanded, at, "values", "notValues", principal_value)?)
+                }
+                "destination.ip" => {
+                    needs.destination_address = true;
+                    Condition::DestinationIp(ips()?)
+                }
+                "destination.port" => {
+                    needs.destination_port = true;
+                    Condition::DestinationPort(field(&spec.values, &spec.not_values, at, "values", "notValues", port_value)?)
+                }
+                "connection.sni" => {
+                    needs.sni = true;
+                    Condition::Sni(strings(string_value)?)
+                }
+                "request.auth.principal" => {
+                    needs.jwt = true;
+                    Condition::RequestPrincipal(strings(string_value)?)
+                }
+                "request.auth.audiences" => {
+                    needs.jwt = true;
+                    Condition::Claim(vec!["aud".to_string()], strings(string_value)?)
+                }
+                "request.auth.presenter" => {
+                    needs.jwt = true;
+                    Condition::Claim(vec!["azp".to_string()], strings(string_value)?)
+                }
+                k if k.starts_with("request.auth.claims") => {
+                    let path = claim_path(k).map_err(|e| at.field("key").error(format!("`{k}`: {e}")))?;
+                    needs.jwt = true;
+                    Condition::Claim(path, strings(string_value)?)
+                }
+                k => {
+                    return Err(at.field("key").error(format!(
+                        "`{k}` is not a key this filter evaluates (request.headers[…], source.ip, remote.ip, source.namespace, source.principal, destination.ip, destination.port, connection.sni, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[…])"
+                    )))
+                }
+            }
+        };
+        Ok(condition)
+    }
 }
 
 /// `request.auth.claims[groups]` → `["groups"]`, `…[a][b]` → `["a", "b"]`.
@@ -508,6 +648,12 @@ mod tests {
             (json!({ "denyStatus": 42 }), "denyStatus: 42 is not an HTTP status"),
             (json!({ "xfcc": { "trustedProxies": [] } }), "xfcc.trustedProxies: name at least one"),
             (json!({ "dryrun": true }), "dryrun: unknown field"),
+            (json!({ "disabledReadings": ["caseFolding"] }), "disabledReadings[0]: unknown variant `caseFolding`"),
+            (json!({ "trustDomainAliases": ["spiffe://td2"] }), "trustDomainAliases[0]: `spiffe://td2` is not a trust domain"),
+            (json!({ "trustDomain": "", "trustDomainAliases": ["td2"] }), "trustDomain: `` is not a trust domain"),
+            (json!({ "policies": [{ "name": "a", "action": "AUDIT", "dryRun": true }] }), "policies[0].dryRun: an AUDIT policy never enforces"),
+            (json!({ "policies": [{ "name": "a", "dryrun": true }] }), "policies[0].dryrun: unknown field"),
+            (json!({ "allowDoubleEncoding": "yes" }), "allowDoubleEncoding: invalid type"),
         ];
         for (config, want) in cases {
             let got = error(config.clone());
@@ -526,7 +672,10 @@ mod tests {
             .as_bytes(),
         ))
         .unwrap();
-        assert_eq!(c.needs, Needs { source_address: true, destination_address: true, destination_port: true, sni: true, jwt: false });
+        assert_eq!(
+            c.needs,
+            Needs { source_address: true, destination_address: true, destination_port: true, sni: true, jwt: false, readings: false }
+        );
         let j = Config::parse(Some(
             json!({ "jwt": { "payloadInMetadata": ["https://issuer.example"] }, "policies": [{ "name": "p", "rules": [
                 { "when": [{ "key": "request.auth.claims[realm][roles]", "values": ["admin"] }] }] }] })

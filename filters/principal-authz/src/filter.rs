@@ -1,16 +1,17 @@
 //! The proxy-wasm glue: the root context compiles the policies and defines
 //! the metrics once; each request's context reads the header map and the
 //! peer's URI SAN (two host calls; addresses, port, SNI and the verified JWT
-//! only when a policy needs them), normalizes the path, asks `policy::decide`, and then sends the
-//! normalized path upstream or answers the denial. Whatever it cannot read,
-//! it denies.
+//! only when a policy needs them), reads the path and method (`request::read`),
+//! asks `policy::decide`, and then sends the normalized path upstream or
+//! answers the denial. Whatever it cannot read, it denies.
 
 use crate::config::Config;
 use crate::identity::{forwarded_uri, Identity};
 use crate::ip::address_ip;
 use crate::jwt::Token;
-use crate::path::normalize;
+use crate::path::UnsafePath;
 use crate::policy::{decide, Action as PolicyAction, Decision, Matched, RequestView, Verdict};
+use crate::request::{read, Refusal};
 use filter_common::metrics::name_part;
 use filter_common::{count, load_config, AbiHost, Host, HostError, LogLevel, MapType, Metric};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -29,10 +30,20 @@ struct Metrics {
     audited: Option<Metric>,
     path_normalized: Option<Metric>,
     path_rejected: Option<Metric>,
+    path_invalid_utf8: Option<Metric>,
+    method_rejected: Option<Metric>,
     errors: Option<Metric>,
-    /// Per policy, what its action does: `allowed`, `denied` (and
-    /// `dry_run_denied`) or `audited`.
-    policies: Vec<Option<Metric>>,
+    policies: Vec<PolicyMetrics>,
+}
+
+/// Per policy: what its action does (`allowed`, `denied`, `dry_run_denied`
+/// under the whole-filter dry run, or `audited`); for a policy in dry run,
+/// what it would have decided.
+#[derive(Default)]
+struct PolicyMetrics {
+    decided: Option<Metric>,
+    dry_run_allowed: Option<Metric>,
+    dry_run_denied: Option<Metric>,
 }
 
 impl Metrics {
@@ -43,13 +54,20 @@ impl Metrics {
             .iter()
             .map(|p| {
                 let prefix = format!("principal_authz.policy.{}", name_part(&p.name));
+                if p.dry_run {
+                    return PolicyMetrics {
+                        decided: None,
+                        dry_run_allowed: counter(format!("{prefix}.dry_run_allowed")),
+                        dry_run_denied: counter(format!("{prefix}.dry_run_denied")),
+                    };
+                }
                 let outcome = match p.action {
                     PolicyAction::Allow => "allowed",
                     PolicyAction::Deny if config.dry_run => "dry_run_denied",
                     PolicyAction::Deny => "denied",
                     PolicyAction::Audit => "audited",
                 };
-                counter(format!("{prefix}.{outcome}"))
+                PolicyMetrics { decided: counter(format!("{prefix}.{outcome}")), ..PolicyMetrics::default() }
             })
             .collect();
         Self {
@@ -59,13 +77,36 @@ impl Metrics {
             audited: counter("principal_authz.audited".into()),
             path_normalized: counter("principal_authz.path_normalized".into()),
             path_rejected: counter("principal_authz.path_rejected".into()),
+            path_invalid_utf8: counter("principal_authz.path_invalid_utf8".into()),
+            method_rejected: counter("principal_authz.method_rejected".into()),
             errors: counter("principal_authz.errors".into()),
             policies,
         }
     }
 
     fn policy(&self, index: usize) -> Option<&Metric> {
-        self.policies.get(index).and_then(Option::as_ref)
+        self.policies.get(index).and_then(|p| p.decided.as_ref())
+    }
+
+    fn dry_run(&self, index: usize, would_deny: bool) -> Option<&Metric> {
+        let p = self.policies.get(index)?;
+        if would_deny {
+            p.dry_run_denied.as_ref()
+        } else {
+            p.dry_run_allowed.as_ref()
+        }
+    }
+
+    fn count_refusal(&self, host: &dyn Host, why: &Refusal) {
+        match why.unsafe_path() {
+            Some(path) => {
+                count(host, self.path_rejected.as_ref());
+                if *path == UnsafePath::InvalidUtf8 {
+                    count(host, self.path_invalid_utf8.as_ref());
+                }
+            }
+            None => count(host, self.method_rejected.as_ref()),
+        }
     }
 }
 
@@ -177,10 +218,10 @@ impl AuthzStream {
         let principal = identity.map_or("-", |id| id.principal.as_str());
 
         let raw_path = req.path.unwrap_or_default();
-        let normalized = match normalize(raw_path) {
-            Ok(n) => n,
+        let read_request = match read(config, raw_path, req.method) {
+            Ok(r) => r,
             Err(why) => {
-                count(host, metrics.path_rejected.as_ref());
+                metrics.count_refusal(host, &why);
                 host.log(
                     LogLevel::Info,
                     &format!("principal-authz: request {} from {principal:?} denied: {why}", req.request_id),
@@ -212,7 +253,7 @@ impl AuthzStream {
             identity,
             host: host_name.as_deref(),
             method: req.method,
-            path: &normalized.path,
+            path: &read_request.path.path,
             headers: &headers,
             source_ip,
             destination_ip,
@@ -220,6 +261,7 @@ impl AuthzStream {
             sni: sni.as_deref().filter(|s| !s.is_empty()),
             token: token.as_ref(),
             request_principal: request_principal.as_deref(),
+            readings: read_request.readings.as_ref(),
         };
         let decision = decide(&config.policies, &view);
         self.report(host, &decision, req.request_id, principal);
@@ -227,7 +269,7 @@ impl AuthzStream {
             return Ok(self.refuse(host));
         }
         // The upstream gets the path the rules saw.
-        let request_path = normalized.to_request_path();
+        let request_path = read_request.path.to_request_path();
         if request_path != raw_path {
             host.replace_header(MapType::RequestHeaders, ":path", request_path.as_bytes())?;
             count(host, metrics.path_normalized.as_ref());
@@ -259,14 +301,31 @@ impl AuthzStream {
             host.log(
                 LogLevel::Info,
                 &format!(
-                    "principal-authz: request {request_id} from {principal:?}: audited by policy {:?} rule {}",
+                    "principal-authz: request {request_id} from {principal:?}: audited by policy {:?} rule {} (reading: {})",
                     name(audit),
-                    audit.rule
+                    audit.rule,
+                    audit.reading
                 ),
             );
         }
+        for dry in &decision.dry_runs {
+            count(host, shared.metrics.dry_run(dry.policy, dry.would_deny));
+            if dry.would_deny || shared.debug {
+                let policy = shared.config.policies.get(dry.policy).map_or("?", |p| p.name.as_str());
+                let verb = if dry.would_deny { "deny" } else { "allow" };
+                let how = match &dry.matched {
+                    Some(m) => format!("rule {} (reading: {})", m.rule, m.reading),
+                    None => "no rule matched".to_string(),
+                };
+                let level = if dry.would_deny { LogLevel::Info } else { LogLevel::Debug };
+                host.log(
+                    level,
+                    &format!("principal-authz: request {request_id} from {principal:?}: policy {policy:?} in dry run would {verb}: {how}"),
+                );
+            }
+        }
         let (why, by) = match &decision.verdict {
-            Verdict::DeniedBy(m) => (format!("denied by policy {:?} rule {}", name(m), m.rule), Some(m)),
+            Verdict::DeniedBy(m) => (format!("denied by policy {:?} rule {} (reading: {})", name(m), m.rule, m.reading), Some(m)),
             Verdict::NoAllowMatched => ("denied: no ALLOW policy matched".to_string(), None),
             Verdict::AllowedBy(m) => (format!("allowed by policy {:?} rule {}", name(m), m.rule), Some(m)),
             Verdict::NoAllowPolicy => ("allowed: no ALLOW policy, no DENY matched".to_string(), None),

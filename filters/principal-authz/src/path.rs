@@ -42,6 +42,13 @@ pub enum UnsafePath {
     /// routing (`/public/..;/admin` reaches `/admin`), so the rules and the
     /// server would see different paths.
     PathParameter,
+    /// Escapes that decode to bytes which are not UTF-8: overlong forms
+    /// (`%c0%ae` for `.`), surrogates, stray continuation bytes, truncated
+    /// sequences. Old decoders fold some of them into `.` or `/`.
+    InvalidUtf8,
+    /// `%25` followed by two hex digits: a backend that decodes twice reads
+    /// `%252e` as `.`.
+    DoubleEncoding,
 }
 
 impl fmt::Display for UnsafePath {
@@ -52,6 +59,8 @@ impl fmt::Display for UnsafePath {
             Self::BadEscape => f.write_str("the path contains a % not followed by two hex digits"),
             Self::BadByte(b) => write!(f, "the path contains the byte 0x{b:02x}"),
             Self::PathParameter => f.write_str("the path contains a ; path parameter"),
+            Self::InvalidUtf8 => f.write_str("the path's escapes decode to invalid UTF-8"),
+            Self::DoubleEncoding => f.write_str("the path contains a double-encoded escape (%25 and two hex digits)"),
         }
     }
 }
@@ -64,11 +73,19 @@ fn is_unreserved(b: u8) -> bool {
 /// 1. the fragment (`#…`) is dropped and the query (`?…`) set aside;
 /// 2. `%XX` escapes of unreserved characters are decoded, `%2F` and `%5C`
 ///    become `/`, other escapes are kept with upper-case hex; `%00`, bad
-///    escapes, controls, spaces, non-ASCII bytes and `;` make it unsafe;
+///    escapes, escapes that decode to invalid UTF-8, `%25` and two hex
+///    digits (unless `allow_double_encoding`), controls, spaces, non-ASCII
+///    bytes and `;` make it unsafe;
 /// 3. a backslash is a slash (as browsers and many servers read it);
 /// 4. empty segments are merged and `.` / `..` removed (RFC 3986 5.2.4,
 ///    never above the root); a trailing slash stays.
 pub fn normalize(raw: &str) -> Result<NormalizedPath, UnsafePath> {
+    normalize_with(raw, false)
+}
+
+/// [`normalize`], with `%25XX` accepted (and kept encoded) when
+/// `allow_double_encoding`.
+pub fn normalize_with(raw: &str, allow_double_encoding: bool) -> Result<NormalizedPath, UnsafePath> {
     let without_fragment = raw.split_once('#').map_or(raw, |(before, _)| before);
     let (path, query) = match without_fragment.split_once('?') {
         Some((p, q)) => (p, Some(q.to_string())),
@@ -82,9 +99,15 @@ pub fn normalize(raw: &str) -> Result<NormalizedPath, UnsafePath> {
     let mut current = String::new();
     let mut trailing_slash = false;
     let bytes = path.as_bytes();
+    // Consecutive escapes of bytes >= 0x80: one UTF-8 sequence or more.
+    let mut high_run: Vec<u8> = Vec::new();
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         i += 1;
+        let high = b == b'%' && bytes.get(i).copied().and_then(hex_value).is_some_and(|hi| hi >= 8);
+        if !high && !high_run.is_empty() {
+            check_utf8(&mut high_run)?;
+        }
         let ch = match b {
             b'%' => {
                 let (Some(hi), Some(lo)) = (bytes.get(i).copied().and_then(hex_value), bytes.get(i + 1).copied().and_then(hex_value))
@@ -95,6 +118,10 @@ pub fn normalize(raw: &str) -> Result<NormalizedPath, UnsafePath> {
                 let decoded = hi << 4 | lo;
                 match decoded {
                     0 => return Err(UnsafePath::EncodedNul),
+                    d if d >= 0x80 => {
+                        high_run.push(d);
+                        Some(Segment::Escape(d))
+                    }
                     b'/' | b'\\' => None,
                     d if is_unreserved(d) => Some(Segment::Char(char::from(d))),
                     d => Some(Segment::Escape(d)),
@@ -120,6 +147,7 @@ pub fn normalize(raw: &str) -> Result<NormalizedPath, UnsafePath> {
             }
         }
     }
+    check_utf8(&mut high_run)?;
     push_segment(&mut segments, &mut current, &mut trailing_slash);
     let mut out = String::with_capacity(path.len());
     for s in &segments {
@@ -129,7 +157,31 @@ pub fn normalize(raw: &str) -> Result<NormalizedPath, UnsafePath> {
     if out.is_empty() || trailing_slash {
         out.push('/');
     }
+    // On the decoded text: `%25%32%65` is `%252e` once its digits are decoded.
+    if !allow_double_encoding && out.contains('%') && has_double_encoding(&out) {
+        return Err(UnsafePath::DoubleEncoding);
+    }
     Ok(NormalizedPath { path: out, query })
+}
+
+/// `%25` and two hex digits, in a normalized path (escapes in upper case).
+fn has_double_encoding(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    path.match_indices("%25").any(|(at, _)| {
+        bytes.get(at + 3).copied().and_then(hex_value).is_some() && bytes.get(at + 4).copied().and_then(hex_value).is_some()
+    })
+}
+
+/// A run of decoded high bytes must be whole UTF-8 (Rust's decoder refuses
+/// overlong forms, surrogates, stray and missing continuation bytes).
+fn check_utf8(run: &mut Vec<u8>) -> Result<(), UnsafePath> {
+    let ok = std::str::from_utf8(run).is_ok();
+    run.clear();
+    if ok {
+        Ok(())
+    } else {
+        Err(UnsafePath::InvalidUtf8)
+    }
 }
 
 enum Segment {
@@ -140,7 +192,7 @@ enum Segment {
 /// Ends the segment being read: empty ones merge into their neighbours,
 /// `.` is dropped, `..` removes the one before; both leave the path ending
 /// in a slash, as `/a/b/..` is `/a/`.
-fn push_segment(segments: &mut Vec<String>, current: &mut String, trailing_slash: &mut bool) {
+pub(crate) fn push_segment(segments: &mut Vec<String>, current: &mut String, trailing_slash: &mut bool) {
     match current.as_str() {
         "" => {}
         "." => *trailing_slash = true,
@@ -204,8 +256,10 @@ mod tests {
     #[test]
     fn reserved_escapes_stay_encoded_in_upper_case_and_are_not_decoded_twice() {
         assert_eq!(norm("/a%3ab"), "/a%3Ab");
-        assert_eq!(norm("/a%252e%252e/b"), "/a%252e%252e/b");
-        assert_eq!(norm("/caf%C3%A9"), "/caf%C3%A9");
+        assert_eq!(normalize_with("/a%252e%252e/b", true).unwrap().path, "/a%252e%252e/b");
+        assert_eq!(norm("/caf%c3%a9"), "/caf%C3%A9");
+        assert_eq!(norm("/100%25"), "/100%25", "%25 alone is a percent sign, not a second encoding");
+        assert_eq!(norm("/100%25zz"), "/100%25zz");
     }
 
     #[test]
@@ -231,6 +285,42 @@ mod tests {
         assert_eq!(normalize("*"), Err(UnsafePath::NotAbsolute));
         assert_eq!(normalize("http://evil/admin"), Err(UnsafePath::NotAbsolute));
         assert_eq!(normalize(""), Err(UnsafePath::NotAbsolute));
+    }
+
+    #[test]
+    fn double_encoding_is_refused_unless_allowed() {
+        for p in ["/a%252e%252e/admin", "/%2561dmin", "/x%252F"] {
+            assert_eq!(normalize(p), Err(UnsafePath::DoubleEncoding), "{p}");
+        }
+        // Hex digits that are themselves escaped count once decoded.
+        assert_eq!(normalize("/a%25%32%65"), Err(UnsafePath::DoubleEncoding));
+        assert_eq!(normalize_with("/%2561dmin", true).unwrap().path, "/%2561dmin");
+    }
+
+    /// Overlong forms, surrogates, stray continuation bytes and truncated
+    /// sequences; the same bytes as whole sequences pass.
+    #[test]
+    fn escapes_that_decode_to_invalid_utf8_are_refused() {
+        for p in [
+            "/%c0%ae%c0%ae/admin",
+            "/a%c0%af",
+            "/%e0%80%ae",
+            "/%f0%80%80%ae",
+            "/%ed%a0%80",
+            "/%80",
+            "/a%bf/b",
+            "/%c3",
+            "/%c3/%a9",
+            "/%e2%82",
+            "/%f8%88%80%80%80",
+            "/%ff",
+            "/%C3%A9%A9",
+        ] {
+            assert_eq!(normalize(p), Err(UnsafePath::InvalidUtf8), "{p}");
+        }
+        for p in ["/caf%C3%A9", "/%e2%82%ac", "/%F0%9F%98%80/x", "/%c3%a9%c3%a9"] {
+            assert!(normalize(p).is_ok(), "{p}");
+        }
     }
 
     /// Random paths from the characters that matter: normalizing never

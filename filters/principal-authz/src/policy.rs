@@ -1,11 +1,15 @@
 //! The decision, as Istio makes it: any matching DENY policy denies; with no
 //! ALLOW policy the request is allowed; a matching ALLOW policy allows;
-//! otherwise it is denied. AUDIT policies change nothing and are reported.
+//! otherwise it is denied. AUDIT policies change nothing and are reported;
+//! so do policies in dry run. DENY and AUDIT conditions on the path and the
+//! method match under any of the request's readings (see `readings`), ALLOW
+//! conditions under the canonical one only.
 //! Pure logic over a [`RequestView`]; the glue gathers the view.
 
 use crate::identity::Identity;
 use crate::ip::IpBlock;
 use crate::jwt::Token;
+use crate::readings::{fold, Reading, Readings};
 use crate::template::PathMatch;
 use filter_common::IstioMatch;
 use std::borrow::Cow;
@@ -22,6 +26,8 @@ pub enum Action {
 pub struct Policy {
     pub name: String,
     pub action: Action,
+    /// Evaluated and reported, never enforced (Istio's `istio.io/dry-run`).
+    pub dry_run: bool,
     /// None matching means the policy does not apply; an empty rule applies
     /// to every request.
     pub rules: Vec<Rule>,
@@ -106,6 +112,9 @@ pub struct Operation {
     pub ports: Field<u16>,
     pub methods: Field<IstioMatch>,
     pub paths: Field<PathMatch>,
+    /// `paths` case-folded, for the case-folded reading of a DENY or AUDIT
+    /// rule; None when folding changes no value.
+    pub folded_paths: Option<Field<PathMatch>>,
 }
 
 /// A `when` condition, by key.
@@ -148,13 +157,27 @@ pub struct RequestView<'a> {
     pub token: Option<&'a Token>,
     /// Its `<iss>/<sub>`.
     pub request_principal: Option<&'a str>,
+    /// The path's and method's other readings, for DENY and AUDIT rules;
+    /// None: the canonical reading only.
+    pub readings: Option<&'a Readings>,
 }
 
-/// Which policy and rule matched (indexes into the configured lists).
+/// Which policy and rule matched (indexes into the configured lists), and
+/// under which reading of the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Matched {
     pub policy: usize,
     pub rule: usize,
+    pub reading: Reading,
+}
+
+/// What a policy in dry run would have decided on its own: an ALLOW policy
+/// allows what it matches and denies the rest, a DENY policy the reverse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DryRun {
+    pub policy: usize,
+    pub matched: Option<Matched>,
+    pub would_deny: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,18 +202,17 @@ pub struct Decision {
     pub verdict: Verdict,
     /// AUDIT policies that matched (first matching rule of each).
     pub audits: Vec<Matched>,
+    /// Every ALLOW and DENY policy in dry run, in order.
+    pub dry_runs: Vec<DryRun>,
 }
 
 /// Evaluates the policies on a request.
 pub fn decide(policies: &[Policy], view: &RequestView<'_>) -> Decision {
-    let first_match = |action: Action| {
-        policies.iter().enumerate().filter(move |(_, p)| p.action == action).find_map(|(i, p)| {
-            p.rules.iter().position(|r| r.matches(view, action)).map(|rule| Matched { policy: i, rule })
-        })
-    };
+    let enforced = |action: Action| policies.iter().enumerate().filter(move |(_, p)| p.action == action && !p.dry_run);
+    let first_match = |action: Action| enforced(action).find_map(|(i, p)| p.first_match(i, view));
     let verdict = if let Some(m) = first_match(Action::Deny) {
         Verdict::DeniedBy(m)
-    } else if !policies.iter().any(|p| p.action == Action::Allow) {
+    } else if enforced(Action::Allow).next().is_none() {
         Verdict::NoAllowPolicy
     } else if let Some(m) = first_match(Action::Allow) {
         Verdict::AllowedBy(m)
@@ -201,21 +223,44 @@ pub fn decide(policies: &[Policy], view: &RequestView<'_>) -> Decision {
         .iter()
         .enumerate()
         .filter(|(_, p)| p.action == Action::Audit)
-        .filter_map(|(i, p)| {
-            p.rules.iter().position(|r| r.matches(view, Action::Audit)).map(|rule| Matched { policy: i, rule })
+        .filter_map(|(i, p)| p.first_match(i, view))
+        .collect();
+    let dry_runs = policies
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.dry_run && p.action != Action::Audit)
+        .map(|(i, p)| {
+            let matched = p.first_match(i, view);
+            DryRun { policy: i, matched, would_deny: matched.is_some() == (p.action == Action::Deny) }
         })
         .collect();
-    Decision { verdict, audits }
+    Decision { verdict, audits, dry_runs }
+}
+
+impl Policy {
+    fn first_match(&self, index: usize, view: &RequestView<'_>) -> Option<Matched> {
+        self.rules
+            .iter()
+            .enumerate()
+            .find_map(|(rule, r)| r.matches(view, self.action).map(|reading| Matched { policy: index, rule, reading }))
+    }
 }
 
 impl Rule {
-    /// `action` decides how a repeated header counts: for ALLOW every value
-    /// must satisfy a condition, for DENY and AUDIT one is enough, so a
-    /// second header line can neither widen an ALLOW nor dodge a DENY.
-    fn matches(&self, view: &RequestView<'_>, action: Action) -> bool {
-        (self.from.is_empty() || self.from.iter().any(|s| s.matches(view)))
-            && (self.to.is_empty() || self.to.iter().any(|o| o.matches(view)))
-            && self.when.iter().all(|c| c.matches(view, action))
+    /// `action` decides how a repeated header counts, and which readings
+    /// count: for ALLOW every value of a header must satisfy a condition and
+    /// only the canonical reading counts; for DENY and AUDIT one value, or one
+    /// reading, is enough. So neither a second header line nor a backend's
+    /// own reading of the path can widen an ALLOW or dodge a DENY.
+    fn matches(&self, view: &RequestView<'_>, action: Action) -> Option<Reading> {
+        let readings = if action == Action::Allow { None } else { view.readings };
+        if !(self.from.is_empty() || self.from.iter().any(|s| s.matches(view))) || !self.when.iter().all(|c| c.matches(view, action)) {
+            return None;
+        }
+        if self.to.is_empty() {
+            return Some(Reading::CANONICAL);
+        }
+        self.to.iter().find_map(|o| o.matches(view, readings))
     }
 }
 
@@ -243,12 +288,46 @@ impl Source {
     }
 }
 
+fn path(m: &PathMatch, p: &str) -> bool {
+    m.matches(p)
+}
+
 impl Operation {
-    fn matches(&self, view: &RequestView<'_>) -> bool {
-        self.hosts.holds_for_request(view.host, istio)
-            && self.ports.holds_for_request(view.destination_port, port)
-            && self.methods.holds_for_request(view.method, istio)
-            && self.paths.holds_for_request(Some(view.path), |m: &PathMatch, p| m.matches(p))
+    /// The reading under which the operation matches; with no readings
+    /// given, only the canonical one.
+    fn matches(&self, view: &RequestView<'_>, readings: Option<&Readings>) -> Option<Reading> {
+        if !(self.hosts.holds_for_request(view.host, istio) && self.ports.holds_for_request(view.destination_port, port)) {
+            return None;
+        }
+        let method = if self.methods.holds_for_request(view.method, istio) {
+            Reading::CANONICAL
+        } else {
+            let upper = readings.and_then(|r| r.method.as_deref())?;
+            self.methods.holds_for(upper, istio).then_some(Reading::METHOD_CASE_FOLDED)?
+        };
+        Some(method.with(self.path_reading(view.path, readings)?))
+    }
+
+    fn path_reading(&self, canonical: &str, readings: Option<&Readings>) -> Option<Reading> {
+        if !self.paths.is_set() || self.paths.holds_for(canonical, path) {
+            return Some(Reading::CANONICAL);
+        }
+        let readings = readings?;
+        let others = readings.paths.iter().map(|(r, p)| (*r, p.as_str()));
+        let mut all = std::iter::once((Reading::CANONICAL, canonical)).chain(others);
+        if let Some((r, _)) = all.clone().skip(1).find(|(_, p)| self.paths.holds_for(*p, path)) {
+            return Some(r);
+        }
+        if !readings.enabled.contains(Reading::CASE_FOLDED) {
+            return None;
+        }
+        let folded_paths = self.folded_paths.as_ref();
+        all.find_map(|(r, p)| {
+            let folded = fold(p);
+            // Unchanged on both sides: the same comparison as above.
+            let same = matches!(folded, Cow::Borrowed(_)) && folded_paths.is_none();
+            (!same && folded_paths.unwrap_or(&self.paths).holds_for(folded.as_ref(), path)).then_some(r.with(Reading::CASE_FOLDED))
+        })
     }
 }
 

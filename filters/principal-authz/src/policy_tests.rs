@@ -61,8 +61,14 @@ fn decide_on(c: &Config, r: &Req) -> Decision {
         sni: None,
         token: r.token.as_ref(),
         request_principal: request_principal.as_deref(),
+        readings: None,
     };
     decide(&c.policies, &view)
+}
+
+/// A match under the canonical reading.
+fn canonical(policy: usize, rule: usize) -> Matched {
+    Matched { policy, rule, reading: Reading::CANONICAL }
 }
 
 fn allowed(c: &Config, r: &Req) -> bool {
@@ -78,7 +84,7 @@ const PLAINTEXT: &str = "";
 fn payments_to_billing_allows_only_billing() {
     let c = config(json!([{ "name": "payments-to-billing", "action": "ALLOW",
         "rules": [{ "from": [{ "source": { "principals": ["cluster.local/ns/billing/sa/billing"] } }] }] }]));
-    assert_eq!(decide_on(&c, &req(BILLING, "GET", "/pay")).verdict, Verdict::AllowedBy(Matched { policy: 0, rule: 0 }));
+    assert_eq!(decide_on(&c, &req(BILLING, "GET", "/pay")).verdict, Verdict::AllowedBy(canonical(0, 0)));
     for caller in [SHOP, FOREIGN_BILLING, PLAINTEXT] {
         assert_eq!(decide_on(&c, &req(caller, "GET", "/pay")).verdict, Verdict::NoAllowMatched, "{caller:?}");
     }
@@ -131,10 +137,10 @@ fn deny_wins_over_allow_and_audit_changes_nothing() {
         { "name": "no-admin", "action": "DENY", "rules": [{ "to": [{ "operation": { "paths": ["/admin", "/admin/*"] } }] }] },
         { "name": "audit-writes", "action": "AUDIT", "rules": [{ "to": [{ "operation": { "methods": ["POST", "PUT"] } }] }] }
     ]));
-    assert_eq!(decide_on(&c, &req(BILLING, "GET", "/admin/x")).verdict, Verdict::DeniedBy(Matched { policy: 1, rule: 0 }));
+    assert_eq!(decide_on(&c, &req(BILLING, "GET", "/admin/x")).verdict, Verdict::DeniedBy(canonical(1, 0)));
     let post = decide_on(&c, &req(BILLING, "POST", "/pay"));
-    assert_eq!(post.verdict, Verdict::AllowedBy(Matched { policy: 0, rule: 0 }));
-    assert_eq!(post.audits, vec![Matched { policy: 2, rule: 0 }]);
+    assert_eq!(post.verdict, Verdict::AllowedBy(canonical(0, 0)));
+    assert_eq!(post.audits, vec![canonical(2, 0)]);
     let denied_post = decide_on(&c, &req(SHOP, "POST", "/pay"));
     assert_eq!(denied_post.verdict, Verdict::NoAllowMatched);
     assert_eq!(denied_post.audits.len(), 1, "audit is reported whatever the verdict");
@@ -245,13 +251,13 @@ fn request_principals_and_claims() {
     ] }]));
     let issuer = "https://issuer.example";
     let alice = req(PLAINTEXT, "GET", "/").jwt(&[("iss", issuer), ("sub", "alice")], &[]);
-    assert_eq!(decide_on(&c, &alice).verdict, Verdict::AllowedBy(Matched { policy: 0, rule: 0 }));
+    assert_eq!(decide_on(&c, &alice).verdict, Verdict::AllowedBy(canonical(0, 0)));
     let bob = |groups: &str, aud: &[&str]| req(PLAINTEXT, "GET", "/").jwt(&[("iss", issuer), ("sub", "bob"), ("groups", groups)], aud);
     assert!(!allowed(&c, &bob("admins", &["orders"])), "wrong audience");
-    assert_eq!(decide_on(&c, &bob("admins", &["orders", "payments"])).verdict, Verdict::AllowedBy(Matched { policy: 0, rule: 1 }));
+    assert_eq!(decide_on(&c, &bob("admins", &["orders", "payments"])).verdict, Verdict::AllowedBy(canonical(0, 1)));
     assert!(!allowed(&c, &bob("users", &["payments"])));
     let ui = req(PLAINTEXT, "GET", "/").jwt(&[("iss", issuer), ("sub", "carol"), ("azp", "billing-ui")], &[]);
-    assert_eq!(decide_on(&c, &ui).verdict, Verdict::AllowedBy(Matched { policy: 0, rule: 2 }));
+    assert_eq!(decide_on(&c, &ui).verdict, Verdict::AllowedBy(canonical(0, 2)));
     assert!(!allowed(&c, &req(BILLING, "GET", "/")), "no token: no request principal");
 }
 
@@ -263,4 +269,64 @@ fn not_request_principals_never_match_a_request_without_a_token() {
     assert!(allowed(&c, &req(PLAINTEXT, "GET", "/").jwt(&[("iss", issuer), ("sub", "alice")], &[])));
     assert!(!allowed(&c, &req(PLAINTEXT, "GET", "/").jwt(&[("iss", issuer), ("sub", "mallory")], &[])));
     assert!(!allowed(&c, &req(BILLING, "GET", "/")), "a request without a token is no one");
+}
+
+#[test]
+fn a_policy_in_dry_run_is_reported_never_enforced() {
+    let c = config(json!([
+        { "name": "allow-billing", "action": "ALLOW", "rules": [{ "from": [{ "source": { "principals": ["cluster.local/ns/billing/sa/billing"] } }] }] },
+        { "name": "new-deny", "action": "DENY", "dryRun": true, "rules": [{ "to": [{ "operation": { "paths": ["/pay"] } }] }] },
+        { "name": "new-allow", "action": "ALLOW", "dryRun": true, "rules": [{ "to": [{ "operation": { "methods": ["GET"] } }] }] },
+    ]));
+    let d = decide_on(&c, &req(BILLING, "POST", "/pay"));
+    assert_eq!(d.verdict, Verdict::AllowedBy(canonical(0, 0)), "the dry-run DENY does not deny");
+    assert_eq!(
+        d.dry_runs,
+        vec![
+            DryRun { policy: 1, matched: Some(canonical(1, 0)), would_deny: true },
+            DryRun { policy: 2, matched: None, would_deny: true },
+        ]
+    );
+    let get = decide_on(&c, &req(SHOP, "GET", "/other"));
+    assert_eq!(get.verdict, Verdict::NoAllowMatched, "the dry-run ALLOW does not allow");
+    assert_eq!(
+        get.dry_runs,
+        vec![
+            DryRun { policy: 1, matched: None, would_deny: false },
+            DryRun { policy: 2, matched: Some(canonical(2, 0)), would_deny: false },
+        ]
+    );
+    // Only dry-run ALLOW policies: as if there were no ALLOW policy.
+    let only_dry = config(json!([{ "name": "dry-allow", "dryRun": true, "rules": [] }]));
+    assert_eq!(decide_on(&only_dry, &req(SHOP, "GET", "/")).verdict, Verdict::NoAllowPolicy);
+}
+
+#[test]
+fn trust_domain_aliases_widen_a_principal_to_the_same_workload_only() {
+    let with_aliases = |policies: Value| {
+        let c = json!({ "policies": policies, "trustDomainAliases": ["old.domain", "td2"] });
+        Config::parse(Some(c.to_string().as_bytes())).unwrap()
+    };
+    let c = with_aliases(json!([{ "name": "billing", "rules": [
+        { "from": [{ "source": { "principals": ["cluster.local/ns/billing/sa/billing"] } }] },
+        { "from": [{ "source": { "principals": ["td2/ns/ops/*"], "notPrincipals": ["cluster.local/ns/ops/sa/robot"] } }] },
+        { "when": [{ "key": "source.principal", "values": ["old.domain/ns/audit/sa/auditor"] }] }] }]));
+    for (caller, want) in [
+        ("spiffe://cluster.local/ns/billing/sa/billing", true),
+        ("spiffe://old.domain/ns/billing/sa/billing", true),
+        ("spiffe://td2/ns/billing/sa/billing", true),
+        ("spiffe://other.domain/ns/billing/sa/billing", false),
+        ("spiffe://old.domain/ns/billing/sa/billing-x", false),
+        ("spiffe://old.domainx/ns/billing/sa/billing", false),
+        ("spiffe://cluster.local/ns/ops/sa/deployer", true),
+        ("spiffe://old.domain/ns/ops/sa/robot", false),
+        ("spiffe://td2/ns/ops/sa/robot", false),
+        ("spiffe://cluster.local/ns/audit/sa/auditor", true),
+        ("spiffe://evil/ns/audit/sa/auditor", false),
+    ] {
+        assert_eq!(allowed(&c, &req(caller, "GET", "/")), want, "{caller}");
+    }
+    // Without aliases, a trust domain is only itself.
+    let plain = config(json!([{ "name": "billing", "rules": [{ "from": [{ "source": { "principals": ["cluster.local/ns/billing/sa/billing"] } }] }] }]));
+    assert!(!allowed(&plain, &req("spiffe://old.domain/ns/billing/sa/billing", "GET", "/")));
 }

@@ -198,3 +198,75 @@ fn request_principals_come_from_the_verified_jwt_payload() {
     assert_denied(&send(&mut p, &with_token(from("", "/"), &[("iss", "https://issuer.example"), ("sub", "bob")])));
     assert_denied(&send(&mut p, &from(BILLING, "/")));
 }
+
+#[test]
+fn a_deny_holds_under_every_reading_and_the_log_names_it() {
+    let mut config = payments();
+    config["policies"][1]["rules"].as_array_mut().unwrap().push(json!({ "to": [{ "operation": { "methods": ["DELETE"] } }] }));
+    let mut p = plugin(config);
+    let cases = [
+        ("GET", "/Admin", "(reading: case-folded)"),
+        ("GET", "/admin.", "(reading: parameters removed)"),
+        ("GET", "/admin%3Bx=1", "(reading: decoded again + parameters removed)"),
+        ("delete", "/pay", "(reading: method case-folded)"),
+        ("GET", "/admin", "(reading: canonical)"),
+    ];
+    for (method, path, reading) in cases {
+        let out = send(&mut p, &Request::new(method, path).header("x-request-id", "req-1").property(PEER, BILLING));
+        assert_denied(&out);
+        assert!(out.logged(&format!("denied by policy \"no-admin\"")) && out.logged(reading), "{method} {path}: {:?}", out.logs);
+    }
+    assert_eq!(p.shared.metrics().get("principal_authz.policy.no-admin.denied"), Some(&5));
+    // Not a token: refused before any policy.
+    let out = send(&mut p, &Request::new("GET /x", "/pay").property(PEER, BILLING));
+    assert_denied(&out);
+    assert!(out.logged("the method is not an HTTP token"), "{:?}", out.logs);
+    assert_eq!(p.shared.metrics().get("principal_authz.method_rejected"), Some(&1));
+}
+
+#[test]
+fn double_encoding_and_invalid_utf8_are_refused_and_counted() {
+    let mut p = plugin(payments());
+    for path in ["/pay/%252e%252e/admin", "/%2561dmin"] {
+        let out = send(&mut p, &from(BILLING, path));
+        assert_denied(&out);
+        assert!(out.logged("double-encoded"), "{path}: {:?}", out.logs);
+    }
+    for path in ["/pay/%c0%ae%c0%ae/admin", "/pay%c0%afadmin", "/pay/%ed%a0%80"] {
+        let out = send(&mut p, &from(BILLING, path));
+        assert_denied(&out);
+        assert!(out.logged("invalid UTF-8"), "{path}: {:?}", out.logs);
+    }
+    let m = p.shared.metrics();
+    assert_eq!(m.get("principal_authz.path_rejected"), Some(&5));
+    assert_eq!(m.get("principal_authz.path_invalid_utf8"), Some(&3));
+    // Opted out: the path passes as it came, and its decoded-again reading
+    // still meets the DENY.
+    let mut config = payments();
+    config["allowDoubleEncoding"] = json!(true);
+    let mut p = plugin(config);
+    let out = send(&mut p, &from(BILLING, "/pay/100%2541"));
+    assert_eq!(out.upstream.as_ref().unwrap().path, "/pay/100%2541");
+    let out = send(&mut p, &from(BILLING, "/pay/%252e%252e/admin"));
+    assert_denied(&out);
+    assert!(out.logged("(reading: decoded again)"), "{:?}", out.logs);
+}
+
+#[test]
+fn a_policy_in_dry_run_counts_what_it_would_decide() {
+    let mut config = payments();
+    config["policies"].as_array_mut().unwrap().push(json!({ "name": "no-pay", "action": "DENY", "dryRun": true,
+        "rules": [{ "to": [{ "operation": { "paths": ["/pay"] } }] }] }));
+    let mut p = plugin(config);
+    let out = send(&mut p, &from(BILLING, "/pay"));
+    assert_eq!(out.status(), 200);
+    assert!(out.logged("policy \"no-pay\" in dry run would deny: rule 0 (reading: canonical)"), "{:?}", out.logs);
+    assert_eq!(send(&mut p, &from(BILLING, "/other")).status(), 200);
+    // Enforcement ignores it, the others still enforce.
+    assert_denied(&send(&mut p, &from(BILLING, "/admin")));
+    let m = p.shared.metrics();
+    assert_eq!(m.get("principal_authz.policy.no-pay.dry_run_denied"), Some(&1));
+    assert_eq!(m.get("principal_authz.policy.no-pay.dry_run_allowed"), Some(&2));
+    assert_eq!(m.get("principal_authz.allowed"), Some(&2));
+    assert_eq!(m.get("principal_authz.dry_run_denied").copied().unwrap_or(0), 0, "that counter is the whole-filter dry run's");
+}
