@@ -93,10 +93,10 @@ $(WASM_OPT):
 wrk:
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
-# Each module is built by cargo, then shrunk by wasm-opt in place. Cargo
-# hard-links a module it (re)builds into $(WASM_OUT); the optimised file
-# replaces that link, so a module still linked (or newer than its stamp) is
-# one wasm-opt has not seen yet: wasm-opt takes seconds per module.
+# Each module is built by cargo, then shrunk by wasm-opt in place. wasm-opt
+# takes seconds per module and cargo puts its unoptimised output back on every
+# build, so results are kept by the input's sha256 in target/wasm-opt/ (an
+# optimised module is filed under its own sha256 too, as its own result).
 # The all-in-one module links the four filters without their own entry
 # points: built in a cargo run of its own, since features unify per run.
 ALL_IN_ONE := mesh-filters
@@ -107,15 +107,16 @@ build: targets wasm-opt
 	cargo build --release --target $(WASM_TARGET) $(addprefix -p ,$(WASM_PACKAGES))
 	@# The harness must load SDK modules of either wasm target; one fixture proves it.
 	cargo build --release --target wasm32-unknown-unknown -p stamp-fixture
+	@mkdir -p target/wasm-opt
 	@for p in $(subst -,_,$(WASM_PACKAGES) $(ALL_IN_ONE)); do \
-	  m=$(WASM_OUT)/$$p.wasm; \
-	  if [ "$$(stat -c %h $$m)" -gt 1 ] || [ ! "$$m.opt-stamp" -nt "$$m" ]; then \
-	    before=$$(stat -c %s $$m); \
-	    "$(WASM_OPT)" $(WASM_OPT_FLAGS) "$$m" -o "$$m.tmp" && mv "$$m.tmp" "$$m" && touch "$$m.opt-stamp"; \
-	    printf '%-28s %8d bytes (%d before wasm-opt)\n' "$$p.wasm" "$$(stat -c %s $$m)" "$$before"; \
-	  else \
-	    printf '%-28s %8d bytes\n' "$$p.wasm" "$$(stat -c %s $$m)"; \
+	  m=$(WASM_OUT)/$$p.wasm; before=$$(stat -c %s $$m); \
+	  cached=target/wasm-opt/$$(sha256sum < $$m | cut -c1-64).wasm; \
+	  if [ ! -f "$$cached" ]; then \
+	    "$(WASM_OPT)" $(WASM_OPT_FLAGS) "$$m" -o "$$cached.tmp" && mv "$$cached.tmp" "$$cached"; \
+	    ln -f "$$cached" "target/wasm-opt/$$(sha256sum < $$cached | cut -c1-64).wasm"; \
 	  fi; \
+	  cp "$$cached" "$$m.tmp" && mv "$$m.tmp" "$$m"; \
+	  printf '%-28s %8d bytes (%d before wasm-opt)\n' "$$p.wasm" "$$(stat -c %s $$m)" "$$before"; \
 	done
 	@for p in $(subst -,_,$(FILTER_PACKAGES)); do \
 	  size=$$(stat -c %s $(WASM_OUT)/$$p.wasm); \
