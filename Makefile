@@ -81,7 +81,7 @@ wasm-unit-test: targets wasm-bindgen
 	  cargo test --target wasm32-unknown-unknown $(addprefix -p ,$(WASM_UNIT_PACKAGES)) --lib
 
 e2e-test: envoy build
-	@echo "== end-to-end tests against Envoy $(ENVOY_VERSION): the kit, harness-vs-Envoy fidelity, example configs, Istio manifests"
+	@echo "== end-to-end tests against Envoy $(ENVOY_VERSION) over HTTP/1.1, HTTP/2 and gRPC: the kit, harness-vs-Envoy fidelity, example configs, Istio manifests"
 	cargo test -p e2e --tests
 
 lint: targets
