@@ -137,7 +137,7 @@ wasm-unit-test: targets wasm-bindgen
 	  cargo test --target wasm32-unknown-unknown $(addprefix -p ,$(WASM_UNIT_PACKAGES)) --lib
 
 e2e-test: envoy h2-client build registry-tools
-	@echo "== end-to-end tests against Envoy $(ENVOY_VERSION): the kit, harness-vs-Envoy fidelity, example configs, Istio manifests, OCI registry, ECDS, faults, hostile bytes, a 20-second soak"
+	@echo "== end-to-end tests against Envoy $(ENVOY_VERSION) over HTTP/1.1, HTTP/2 and gRPC: the kit, harness-vs-Envoy fidelity, example configs, Istio manifests, OCI registry, ECDS, faults, hostile bytes, a 20-second soak"
 	cargo test -p e2e --tests
 
 lint: targets

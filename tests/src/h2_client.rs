@@ -194,16 +194,25 @@ pub struct H2Response {
     pub trailers: Vec<(String, String)>,
 }
 
-impl H2Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        find(&self.headers, name)
-    }
+/// `header`, `trailer` and `body_text` for a type with `headers`, `body`
+/// and `trailers` (what was sent or received over HTTP/2).
+macro_rules! h2_accessors {
+    ($type:ty) => {
+        impl $type {
+            pub fn header(&self, name: &str) -> Option<&str> {
+                $crate::h2_client::find(&self.headers, name)
+            }
 
-    pub fn trailer(&self, name: &str) -> Option<&str> {
-        find(&self.trailers, name)
-    }
+            pub fn trailer(&self, name: &str) -> Option<&str> {
+                $crate::h2_client::find(&self.trailers, name)
+            }
 
-    pub fn body_text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
+            pub fn body_text(&self) -> String {
+                String::from_utf8_lossy(&self.body).into_owned()
+            }
+        }
+    };
 }
+pub(crate) use h2_accessors;
+
+h2_accessors!(H2Response);

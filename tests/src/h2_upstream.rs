@@ -4,7 +4,7 @@
 //! trailers. It answers from the same [`Script`] as the HTTP/1.1 upstream.
 
 use crate::error::KitError;
-use crate::h2_client::{find, h2_error, header_pairs};
+use crate::h2_client::{h2_accessors, h2_error, header_pairs};
 use crate::recorder::Recorder;
 use crate::upstream::Script;
 use bytes::Bytes;
@@ -27,19 +27,7 @@ pub struct H2Received {
     pub trailers: Vec<(String, String)>,
 }
 
-impl H2Received {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        find(&self.headers, name)
-    }
-
-    pub fn trailer(&self, name: &str) -> Option<&str> {
-        find(&self.trailers, name)
-    }
-
-    pub fn body_text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
+h2_accessors!(H2Received);
 
 /// A running HTTP/2 upstream; stops when dropped.
 pub struct H2Upstream {

@@ -4,7 +4,7 @@
 //! the client forges is dropped; a sticky canary holds over h2, with the
 //! cookie in crumbs as HTTP/2 clients may send it.
 
-#![allow(clippy::unwrap_used, clippy::panic)] // tests fail by panicking
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // tests fail by panicking
 
 use e2e::{wasm_module, Bootstrap, Call, Envoy, GrpcClient, GrpcScript, GrpcService, H2Request, H2Upstream, Route, Script, WasmFilter};
 use serde_json::{json, Value};

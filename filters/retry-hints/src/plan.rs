@@ -286,12 +286,13 @@ mod tests {
 
     #[test]
     fn grpc_pushback_only_for_try_later_statuses_with_retries_withheld() {
-        assert!(needs_grpc_pushback(Some(b"14"), false, true), "UNAVAILABLE");
-        assert!(needs_grpc_pushback(Some(b"8"), false, true), "RESOURCE_EXHAUSTED");
-        assert!(!needs_grpc_pushback(Some(b"14"), true, true), "the upstream's own pushback stays");
-        assert!(!needs_grpc_pushback(Some(b"14"), false, false), "retries were allowed: nothing to add");
-        for other in [&b"0"[..], b"2", b"7", b"13", b"140", b""] {
-            assert!(!needs_grpc_pushback(Some(other), false, true), "{other:?}");
+        let status = |s: &'static str| Some(s.as_bytes());
+        assert!(needs_grpc_pushback(status("14"), false, true), "UNAVAILABLE");
+        assert!(needs_grpc_pushback(status("8"), false, true), "RESOURCE_EXHAUSTED");
+        assert!(!needs_grpc_pushback(status("14"), true, true), "the upstream's own pushback stays");
+        assert!(!needs_grpc_pushback(status("14"), false, false), "retries were allowed: nothing to add");
+        for other in ["0", "2", "7", "13", "140", ""] {
+            assert!(!needs_grpc_pushback(status(other), false, true), "{other:?}");
         }
         assert!(!needs_grpc_pushback(None, false, true), "no status yet");
     }
