@@ -200,7 +200,7 @@ soak: envoy build
 # RSS, the sanitizer's MB/s. Minutes; BENCH_ROUNDS, BENCH_SECONDS and
 # BENCH_ONLY=name,name narrow it. Prints figures, asserts nothing.
 bench-envoy: envoy build wrk
-	python3 bench/envoy/run.py --envoy "$(ENVOY)" --wasm-dir "$(WASM_OUT)"
+	python3 tests/bench/envoy/run.py --envoy "$(ENVOY)" --wasm-dir "$(WASM_OUT)"
 
 clean:
 	cargo clean
