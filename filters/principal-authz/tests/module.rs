@@ -214,7 +214,7 @@ fn a_deny_holds_under_every_reading_and_the_log_names_it() {
     for (method, path, reading) in cases {
         let out = send(&mut p, &Request::new(method, path).header("x-request-id", "req-1").property(PEER, BILLING));
         assert_denied(&out);
-        assert!(out.logged(&format!("denied by policy \"no-admin\"")) && out.logged(reading), "{method} {path}: {:?}", out.logs);
+        assert!(out.logged("denied by policy \"no-admin\"") && out.logged(reading), "{method} {path}: {:?}", out.logs);
     }
     assert_eq!(p.shared.metrics().get("principal_authz.policy.no-admin.denied"), Some(&5));
     // Not a token: refused before any policy.
