@@ -33,7 +33,7 @@ WASM_UNIT_PACKAGES := filter-common $(FILTER_PACKAGES)
 export ENVOY_BIN := $(ENVOY)
 export WASM_DIR := $(CURDIR)/$(WASM_OUT)
 
-.PHONY: help setup targets envoy wasm-bindgen wasm-opt wrk build test unit-test wasm-unit-test \
+.PHONY: profile help setup targets envoy wasm-bindgen wasm-opt wrk build test unit-test wasm-unit-test \
         harness-test e2e-test lint demo bench bench-mirror-sanitizer bench-envoy soak clean registry-tools oci publish pin test-matrix
 
 help:
@@ -190,6 +190,22 @@ soak: envoy build
 # BENCH_ONLY=name,name narrow it. Prints figures, asserts nothing.
 bench-envoy: envoy build wrk
 	python3 tests/bench/envoy/run.py --envoy "$(ENVOY)" --wasm-dir "$(WASM_OUT)"
+
+# Where each filter's common path spends its time, by function: the
+# modules built again with their name section (in a target dir of their
+# own, so the release build's cache stays), then `harness bench --profile`.
+PROFILE_DIR := target/profile
+profile: targets wasm-opt
+	CARGO_TARGET_DIR=$(PROFILE_DIR) CARGO_PROFILE_RELEASE_STRIP=false \
+	  cargo build --quiet --release --target $(WASM_TARGET) $(addprefix -p ,$(FILTER_PACKAGES))
+	cargo build --quiet --release -p harness
+	@for p in $(subst -,_,$(FILTER_PACKAGES)); do \
+	  "$(WASM_OPT)" $(subst --strip-debug,-g,$(WASM_OPT_FLAGS)) $(PROFILE_DIR)/$(WASM_TARGET)/release/$$p.wasm -o $(PROFILE_DIR)/$$p.wasm; \
+	done
+	@for scenario in examples/scenarios/*-common-path.yaml examples/scenarios/*-allow-path.yaml; do \
+	  m=$$(sed -n 's|^wasm: .*/\([a-z_]*\.wasm\)$$|\1|p' "$$scenario"); \
+	  echo "== $$scenario"; target/release/harness bench --profile --wasm $(PROFILE_DIR)/$$m --scenario "$$scenario"; \
+	done
 
 clean:
 	cargo clean

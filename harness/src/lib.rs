@@ -14,6 +14,7 @@ pub mod expect;
 pub mod host;
 pub mod module;
 pub mod plugin;
+pub mod profile;
 pub mod properties;
 pub mod property_path;
 pub mod replies;

@@ -18,6 +18,9 @@ pub fn engine() -> &'static Engine {
     ENGINE.get_or_init(|| {
         let mut config = Config::new();
         config.consume_fuel(true);
+        if crate::profile::enabled() {
+            config.epoch_interruption(true);
+        }
         Engine::new(&config).unwrap_or_default()
     })
 }

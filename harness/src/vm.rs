@@ -41,6 +41,10 @@ impl Vm {
         let serial = shared.next_vm_serial();
         let mut store = Store::new(engine(), HostState::new(plugin, shared, serial));
         store.set_fuel(FUEL).map_err(|e| HarnessError::Start(e.to_string()))?;
+        if crate::profile::enabled() {
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(crate::profile::sample);
+        }
         let instance = module
             .linker
             .instantiate(&mut store, &module.module)
@@ -89,6 +93,10 @@ impl Vm {
         if name.starts_with("proxy_on_") && name != "proxy_on_memory_allocate" {
             self.store.data_mut().current_context = args.first().copied().unwrap_or(0) as u32;
         }
+        if crate::profile::enabled() {
+            // Ticks while the host ran are not the module's: count from now.
+            self.store.set_epoch_deadline(1);
+        }
         let ty = func.ty(&self.store);
         let params: Vec<Val> = ty
             .params()
@@ -102,7 +110,12 @@ impl Vm {
             })
             .collect();
         let mut results: Vec<Val> = ty.results().map(|_| Val::I32(0)).collect();
-        match func.call(&mut self.store, &params, &mut results) {
+        let fuel_before = self.fuel_used();
+        let called = func.call(&mut self.store, &params, &mut results);
+        if crate::profile::enabled() {
+            crate::profile::callback(name, self.fuel_used().saturating_sub(fuel_before));
+        }
+        match called {
             Ok(()) => Ok(results.first().and_then(|v| v.i32().map(i64::from).or_else(|| v.i64()))),
             Err(e) => {
                 let trap = Trap { callback: name.to_string(), message: describe(&e) };

@@ -1,7 +1,7 @@
 //! `harness`: run a compiled proxy-wasm filter module without an Envoy.
 //!
 //!   harness run   --wasm F [--config C] SCENARIO.yaml [--json | --envoy-like]
-//!   harness bench --wasm F [--config C] [--scenario S] [--requests N] [--json]
+//!   harness bench --wasm F [--config C] [--scenario S] [--requests N] [--json] [--profile]
 
 use harness::scenario::Scenario;
 use harness::{bench, report, Module, PluginConfig, Request, UpstreamResponse};
@@ -11,14 +11,16 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   harness run   [--wasm FILE] [--config FILE] SCENARIO.yaml [--json | --envoy-like]
-  harness bench --wasm FILE [--config FILE] [--scenario FILE] [--requests N] [--json]
+  harness bench --wasm FILE [--config FILE] [--scenario FILE] [--requests N] [--json] [--profile]
 
 run    plays a scenario (plugin, requests, expectations) and reports each request;
        exits 1 if an expectation fails. --wasm overrides the scenario's module,
        --config its pluginConfig (a file, passed as it is). --envoy-like prints
        the module's log lines as Envoy's log does.
 bench  sends requests (the scenario's, or a plain GET) and reports per request
-       the wasm instructions executed, host calls, linear memory, and throughput.";
+       the wasm instructions executed, host calls, linear memory, and throughput.
+       --profile adds where the time goes, by function (sampled; names need a
+       module built with its name section, as `make profile` builds them).";
 
 #[derive(Default)]
 struct Args {
@@ -28,6 +30,7 @@ struct Args {
     scenario: Option<PathBuf>,
     requests: u64,
     json: bool,
+    profile: bool,
     envoy_like: bool,
 }
 
@@ -41,6 +44,7 @@ fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
             "--scenario" => args.scenario = Some(value("--scenario")?.into()),
             "--requests" => args.requests = value("--requests")?.parse().map_err(|_| "--requests takes a number")?,
             "--json" => args.json = true,
+            "--profile" => args.profile = true,
             "--envoy-like" => args.envoy_like = true,
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
@@ -89,6 +93,9 @@ fn run(args: &Args) -> Result<bool, String> {
 }
 
 fn bench(args: &Args) -> Result<bool, String> {
+    if args.profile {
+        harness::profile::enable();
+    }
     let scenario = match &args.scenario {
         Some(p) => Some(Scenario::load(p).map_err(|e| e.to_string())?),
         None => None,
@@ -109,11 +116,16 @@ fn bench(args: &Args) -> Result<bool, String> {
             UpstreamResponse::ok().header("content-type", "application/json").body("{}"),
         )],
     };
+    let ticker = args.profile.then(|| harness::profile::Ticker::start(harness::module::engine(), std::time::Duration::from_micros(20)));
     let report = bench::run(&module, config, &requests, args.requests).map_err(|e| e.to_string())?;
+    drop(ticker);
     if args.json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?));
     } else {
         emit(&report.to_string());
+    }
+    if args.profile {
+        emit(&harness::profile::report(30));
     }
     Ok(true)
 }
