@@ -10,7 +10,7 @@ use crate::identity::{forwarded_uri, Identity};
 use crate::ip::address_ip;
 use crate::jwt::Token;
 use crate::path::UnsafePath;
-use crate::policy::{decide, Action as PolicyAction, Decision, Matched, RequestView, Verdict};
+use crate::policy::{decide, Action as PolicyAction, Condition, Decision, Matched, RequestView, Verdict};
 use crate::request::{read, Refusal};
 use filter_common::metrics::name_part;
 use filter_common::{count, load_config, AbiHost, Host, HostError, LogLevel, MapType, Metric};
@@ -113,7 +113,24 @@ impl Metrics {
 struct Shared {
     config: Config,
     metrics: Metrics,
+    /// The request headers anything reads: the only ones copied out of the map.
+    reads: Vec<String>,
     debug: bool,
+}
+
+/// The pseudo-headers and headers the filter reads, and every header a
+/// `when` condition names.
+fn headers_read(config: &Config) -> Vec<String> {
+    let mut names: Vec<String> = [":path", ":method", ":authority", "x-request-id", XFCC].map(String::from).to_vec();
+    let conditions = config.policies.iter().flat_map(|p| p.rules.iter().flat_map(|r| r.when.iter()));
+    for condition in conditions {
+        if let Condition::Header(name, _) = condition {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
+    names
 }
 
 #[derive(Default)]
@@ -129,7 +146,8 @@ impl RootContext for AuthzRoot {
         let Some(config) = load_config(&host, "principal-authz", Config::parse) else { return false };
         let metrics = Metrics::define(&host, &config);
         let debug = host.log_level().is_ok_and(|l| l <= LogLevel::Debug);
-        self.shared = Some(Rc::new(Shared { config, metrics, debug }));
+        let reads = headers_read(&config);
+        self.shared = Some(Rc::new(Shared { config, metrics, reads, debug }));
         true
     }
 
@@ -204,7 +222,7 @@ impl AuthzStream {
         let shared = &*self.shared;
         let config = &shared.config;
         let metrics = &shared.metrics;
-        let headers = host.headers(MapType::RequestHeaders)?;
+        let headers = host.headers_where(MapType::RequestHeaders, &|name| shared.reads.iter().any(|r| r.as_bytes() == name))?;
         let req = pseudo(&headers);
         let peer_uri = text_property(host, &["connection", "uri_san_peer_certificate"])?;
         let peer = peer_uri.as_deref().and_then(Identity::from_uri);
@@ -269,8 +287,8 @@ impl AuthzStream {
             return Ok(self.refuse(host));
         }
         // The upstream gets the path the rules saw.
-        let request_path = read_request.path.to_request_path();
-        if request_path != raw_path {
+        if !read_request.path.is_request_path(raw_path) {
+            let request_path = read_request.path.to_request_path();
             host.replace_header(MapType::RequestHeaders, ":path", request_path.as_bytes())?;
             count(host, metrics.path_normalized.as_ref());
             // ABI 0.2.1 re-routes on the change by itself; later ABIs need the call.
@@ -324,11 +342,9 @@ impl AuthzStream {
                 );
             }
         }
-        let (why, by) = match &decision.verdict {
-            Verdict::DeniedBy(m) => (format!("denied by policy {:?} rule {} (reading: {})", name(m), m.rule, m.reading), Some(m)),
-            Verdict::NoAllowMatched => ("denied: no ALLOW policy matched".to_string(), None),
-            Verdict::AllowedBy(m) => (format!("allowed by policy {:?} rule {}", name(m), m.rule), Some(m)),
-            Verdict::NoAllowPolicy => ("allowed: no ALLOW policy, no DENY matched".to_string(), None),
+        let by = match &decision.verdict {
+            Verdict::DeniedBy(m) | Verdict::AllowedBy(m) => Some(m),
+            Verdict::NoAllowMatched | Verdict::NoAllowPolicy => None,
         };
         if let Some(m) = by {
             count(host, shared.metrics.policy(m.policy));
@@ -337,7 +353,14 @@ impl AuthzStream {
         if allows {
             count(host, shared.metrics.allowed.as_ref());
         }
+        // Formatted only when logged: an allowed request at info costs nothing here.
         if !allows || shared.debug {
+            let why = match &decision.verdict {
+                Verdict::DeniedBy(m) => format!("denied by policy {:?} rule {} (reading: {})", name(m), m.rule, m.reading),
+                Verdict::NoAllowMatched => "denied: no ALLOW policy matched".to_string(),
+                Verdict::AllowedBy(m) => format!("allowed by policy {:?} rule {}", name(m), m.rule),
+                Verdict::NoAllowPolicy => "allowed: no ALLOW policy, no DENY matched".to_string(),
+            };
             let dry = if !allows && shared.config.dry_run { " (dry run: let through)" } else { "" };
             let level = if allows { LogLevel::Debug } else { LogLevel::Info };
             host.log(level, &format!("principal-authz: request {request_id} from {principal:?} {why}{dry}"));

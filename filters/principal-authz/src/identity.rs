@@ -18,11 +18,19 @@ impl Identity {
     pub fn from_uri(uri: &str) -> Option<Self> {
         let principal = uri.strip_prefix("spiffe://")?;
         let (trust_domain, path) = principal.split_once('/')?;
-        if trust_domain.is_empty() || principal.chars().any(|c| c.is_control() || c == ' ') {
+        // ASCII (every real ID) is checked byte by byte; `is_control` also
+        // refuses the C1 controls of a non-ASCII one.
+        let refused = if principal.is_ascii() {
+            principal.bytes().any(|b| b <= b' ' || b == 0x7f)
+        } else {
+            principal.chars().any(|c| c.is_control() || c == ' ')
+        };
+        if trust_domain.is_empty() || refused {
             return None;
         }
-        let namespace = match path.split('/').collect::<Vec<_>>().as_slice() {
-            ["ns", ns, "sa", sa] if !ns.is_empty() && !sa.is_empty() => Some((*ns).to_string()),
+        let mut parts = path.split('/');
+        let namespace = match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("ns"), Some(ns), Some("sa"), Some(sa), None) if !ns.is_empty() && !sa.is_empty() => Some(ns.to_string()),
             _ => None,
         };
         Some(Self { principal: principal.to_string(), namespace })

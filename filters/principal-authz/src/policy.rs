@@ -145,7 +145,7 @@ pub struct RequestView<'a> {
     pub method: Option<&'a str>,
     /// Normalized (see `path::normalize`), without the query.
     pub path: &'a str,
-    /// Every request header, in order, repeated names included.
+    /// The request headers the policies read, in order, repeated names included.
     pub headers: &'a [(String, Vec<u8>)],
     /// Envoy's `source.address`: the downstream peer, or the client that
     /// Envoy's trusted X-Forwarded-For hops name.
