@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use wasmtime::{Engine, StoreContextMut, UpdateDeadline, WasmBacktrace};
+use wasmtime::{CallHook, Engine, StoreContextMut, UpdateDeadline, WasmBacktrace};
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -54,6 +54,16 @@ pub fn sample<T>(store: StoreContextMut<'_, T>) -> wasmtime::Result<UpdateDeadli
         }
     }
     Ok(UpdateDeadline::Continue(1))
+}
+
+/// The store's call hook: a tick while the host ran (a host call, or
+/// between callbacks) is not the module's time, so the deadline restarts
+/// whenever the module is entered or a host call returns.
+pub fn skip_host_time<T>(mut store: StoreContextMut<'_, T>, hook: CallHook) -> wasmtime::Result<()> {
+    if matches!(hook, CallHook::CallingWasm | CallHook::ReturningFromHost) {
+        store.set_epoch_deadline(1);
+    }
+    Ok(())
 }
 
 /// Counts the instructions (fuel) one call of an exported callback took.

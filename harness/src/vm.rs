@@ -44,6 +44,7 @@ impl Vm {
         if crate::profile::enabled() {
             store.set_epoch_deadline(1);
             store.epoch_deadline_callback(crate::profile::sample);
+            store.call_hook(crate::profile::skip_host_time);
         }
         let instance = module
             .linker
@@ -92,10 +93,6 @@ impl Vm {
         // Every proxy_on_* callback names its context first.
         if name.starts_with("proxy_on_") && name != "proxy_on_memory_allocate" {
             self.store.data_mut().current_context = args.first().copied().unwrap_or(0) as u32;
-        }
-        if crate::profile::enabled() {
-            // Ticks while the host ran are not the module's: count from now.
-            self.store.set_epoch_deadline(1);
         }
         let ty = func.ty(&self.store);
         let params: Vec<Val> = ty

@@ -90,7 +90,7 @@ pub fn decode_pairs_where(bytes: &[u8], keep: impl Fn(&[u8]) -> bool) -> Result<
     if count > bytes.len() / 10 {
         return Err(DecodeError("entry count larger than the buffer can hold"));
     }
-    let mut pairs = Vec::new();
+    let mut pairs = Vec::with_capacity(count.min(8));
     let mut at = 4 + count * 8;
     for i in 0..count {
         let key_len = read_u32(bytes, 4 + i * 8).ok_or(DecodeError("lengths cut short"))?;
@@ -98,7 +98,9 @@ pub fn decode_pairs_where(bytes: &[u8], keep: impl Fn(&[u8]) -> bool) -> Result<
         let key = take_field(bytes, &mut at, key_len)?;
         let value = take_field(bytes, &mut at, value_len)?;
         if keep(key) {
-            pairs.push((String::from_utf8_lossy(key).into_owned(), value.to_vec()));
+            // `from_utf8` checks a word at a time; the lossy form only for the rare name that needs it.
+            let name = std::str::from_utf8(key).map_or_else(|_| String::from_utf8_lossy(key).into_owned(), str::to_owned);
+            pairs.push((name, value.to_vec()));
         }
     }
     Ok(pairs)

@@ -61,23 +61,20 @@ impl Window {
     pub fn decode(bytes: Option<&[u8]>) -> Self {
         let mut window = Self::default();
         let Some(bytes) = bytes.filter(|b| b.len() == BUCKETS * BUCKET_BYTES) else { return window };
+        // A bucket is one little-endian u128: tick, requests, retries.
         for (bucket, chunk) in window.buckets.iter_mut().zip(bytes.chunks_exact(BUCKET_BYTES)) {
-            let word = |at: usize, len: usize| chunk.get(at..at + len).map(|b| b.iter().rev().fold(0u64, |acc, x| acc << 8 | u64::from(*x)));
-            *bucket = Bucket {
-                tick: word(0, 8).unwrap_or(0),
-                requests: word(8, 4).and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
-                retries: word(12, 4).and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
-            };
+            let Ok(word) = <[u8; BUCKET_BYTES]>::try_from(chunk) else { continue };
+            let word = u128::from_le_bytes(word);
+            *bucket = Bucket { tick: word as u64, requests: (word >> 64) as u32, retries: (word >> 96) as u32 };
         }
         window
     }
 
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(BUCKETS * BUCKET_BYTES);
-        for b in &self.buckets {
-            out.extend_from_slice(&b.tick.to_le_bytes());
-            out.extend_from_slice(&b.requests.to_le_bytes());
-            out.extend_from_slice(&b.retries.to_le_bytes());
+    pub fn encode(&self) -> [u8; BUCKETS * BUCKET_BYTES] {
+        let mut out = [0u8; BUCKETS * BUCKET_BYTES];
+        for (b, chunk) in self.buckets.iter().zip(out.chunks_exact_mut(BUCKET_BYTES)) {
+            let word = u128::from(b.tick) | u128::from(b.requests) << 64 | u128::from(b.retries) << 96;
+            chunk.copy_from_slice(&word.to_le_bytes());
         }
         out
     }

@@ -102,6 +102,27 @@ pub struct Rule {
     pub idempotent_methods: Option<Vec<String>>,
     /// The shared-data key of this rule's budget.
     pub budget_key: String,
+    pub texts: HeaderTexts,
+}
+
+/// A rule's numeric header values as text, written once at configure time
+/// rather than formatted per request.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderTexts {
+    pub timeout: Option<String>,
+    pub per_try_timeout: Option<String>,
+    /// `x-envoy-max-retries` for each grant from 0 to `attempts`.
+    pub max_retries: Vec<String>,
+}
+
+impl HeaderTexts {
+    fn of(timeout_ms: Option<u64>, retry: Option<&Retry>) -> Self {
+        Self {
+            timeout: timeout_ms.map(|ms| ms.to_string()),
+            per_try_timeout: retry.and_then(|r| r.per_try_timeout_ms).map(|ms| ms.to_string()),
+            max_retries: (0..=retry.map_or(0, |r| r.attempts)).map(|n| n.to_string()).collect(),
+        }
+    }
 }
 
 /// The compiled configuration.
@@ -215,7 +236,8 @@ fn compile_rule(path: &FieldPath, index: usize, spec: RuleSpec, warnings: &mut V
         return Err(path.error("needs `retry` or `timeout`: the rule would do nothing"));
     }
     let idempotent_methods = spec.idempotent_methods.map(|m| check_methods(&path.field("idempotentMethods"), m)).transpose()?;
-    Ok(Rule { budget_key: format!("retry_hints.budget.{name}"), name, matches, retry, timeout_ms, idempotent_methods })
+    let texts = HeaderTexts::of(timeout_ms, retry.as_ref());
+    Ok(Rule { budget_key: format!("retry_hints.budget.{name}"), name, matches, retry, timeout_ms, idempotent_methods, texts })
 }
 
 fn compile_retry(path: &FieldPath, spec: RetrySpec, warnings: &mut Vec<String>) -> Result<Retry, ConfigError> {

@@ -5,6 +5,7 @@
 
 use crate::config::{Hints, Rule, KEYED_METHODS};
 use filter_common::MatchRequest;
+use std::borrow::Cow;
 
 /// Headers only the proxy may set: with them a client would order Envoy's
 /// router to retry (or wait) as it likes.
@@ -88,34 +89,30 @@ pub fn is_grpc(request: &MatchRequest<'_>) -> bool {
 /// The headers that carry `rule` for one request. `granted` is the retries
 /// the request may make (`None` when the rule sets no retry policy, so the
 /// route's own stands); with 0, only the timeouts and `x-envoy-max-retries: 0`.
-pub fn headers_for(rule: &Rule, grpc: bool, granted: Option<u32>) -> Vec<(&'static str, String)> {
+pub fn headers_for<'a>(rule: &'a Rule, grpc: bool, granted: Option<u32>) -> Vec<(&'static str, Cow<'a, str>)> {
+    let texts = &rule.texts;
+    let borrowed = |v: &'a Option<String>| v.as_deref().map(Cow::Borrowed);
     let mut out = Vec::with_capacity(8);
-    if let Some(ms) = rule.timeout_ms {
-        out.push(("x-envoy-upstream-rq-timeout-ms", ms.to_string()));
+    if let Some(ms) = borrowed(&texts.timeout) {
+        out.push(("x-envoy-upstream-rq-timeout-ms", ms));
     }
     let (Some(retry), Some(granted)) = (&rule.retry, granted) else { return out };
-    if let Some(ms) = retry.per_try_timeout_ms {
-        out.push(("x-envoy-upstream-rq-per-try-timeout-ms", ms.to_string()));
+    if let Some(ms) = borrowed(&texts.per_try_timeout) {
+        out.push(("x-envoy-upstream-rq-per-try-timeout-ms", ms));
     }
-    out.push(("x-envoy-max-retries", granted.to_string()));
+    let retries = texts.max_retries.get(granted as usize).map_or_else(|| Cow::Owned(granted.to_string()), |n| Cow::Borrowed(n.as_str()));
+    out.push(("x-envoy-max-retries", retries));
     if granted == 0 {
         return out;
     }
-    if let Some(on) = &retry.retry_on {
-        out.push(("x-envoy-retry-on", on.clone()));
-    }
-    if let (true, Some(on)) = (grpc, &retry.grpc_retry_on) {
-        out.push(("x-envoy-retry-grpc-on", on.clone()));
-    }
-    if let Some(codes) = &retry.status_codes {
-        out.push(("x-envoy-retriable-status-codes", codes.clone()));
-    }
-    if let Some(names) = &retry.header_names {
-        out.push(("x-envoy-retriable-header-names", names.clone()));
-    }
-    if let Some(hedge) = retry.hedge_on_per_try_timeout {
-        out.push(("x-envoy-hedge-on-per-try-timeout", hedge.to_string()));
-    }
+    let conditions = [
+        ("x-envoy-retry-on", borrowed(&retry.retry_on)),
+        ("x-envoy-retry-grpc-on", if grpc { borrowed(&retry.grpc_retry_on) } else { None }),
+        ("x-envoy-retriable-status-codes", borrowed(&retry.status_codes)),
+        ("x-envoy-retriable-header-names", borrowed(&retry.header_names)),
+        ("x-envoy-hedge-on-per-try-timeout", retry.hedge_on_per_try_timeout.map(|h| Cow::Borrowed(if h { "true" } else { "false" }))),
+    ];
+    out.extend(conditions.into_iter().filter_map(|(name, value)| Some((name, value?))));
     out
 }
 
@@ -188,25 +185,25 @@ mod tests {
         assert_eq!(
             headers_for(rule, false, Some(3)),
             [
-                ("x-envoy-upstream-rq-timeout-ms", "10000".to_string()),
-                ("x-envoy-upstream-rq-per-try-timeout-ms", "2000".to_string()),
-                ("x-envoy-max-retries", "3".to_string()),
-                ("x-envoy-retry-on", "5xx,connect-failure,refused-stream".to_string()),
+                ("x-envoy-upstream-rq-timeout-ms", Cow::from("10000")),
+                ("x-envoy-upstream-rq-per-try-timeout-ms", Cow::from("2000")),
+                ("x-envoy-max-retries", Cow::from("3")),
+                ("x-envoy-retry-on", Cow::from("5xx,connect-failure,refused-stream")),
             ]
         );
         let grpc = headers_for(rule, true, Some(2));
-        assert!(grpc.contains(&("x-envoy-retry-grpc-on", "unavailable".to_string())));
-        assert!(grpc.contains(&("x-envoy-max-retries", "2".to_string())), "the budget's grant, not the rule's attempts");
+        assert!(grpc.contains(&("x-envoy-retry-grpc-on", Cow::from("unavailable"))));
+        assert!(grpc.contains(&("x-envoy-max-retries", Cow::from("2"))), "the budget's grant, not the rule's attempts");
         assert_eq!(
             headers_for(rule, false, Some(0)),
             [
-                ("x-envoy-upstream-rq-timeout-ms", "10000".to_string()),
-                ("x-envoy-upstream-rq-per-try-timeout-ms", "2000".to_string()),
-                ("x-envoy-max-retries", "0".to_string()),
+                ("x-envoy-upstream-rq-timeout-ms", Cow::from("10000")),
+                ("x-envoy-upstream-rq-per-try-timeout-ms", Cow::from("2000")),
+                ("x-envoy-max-retries", Cow::from("0")),
             ],
             "no retries: no conditions either"
         );
-        assert_eq!(headers_for(&h.rules[0], false, None), [("x-envoy-upstream-rq-timeout-ms", "30000".to_string())]);
+        assert_eq!(headers_for(&h.rules[0], false, None), [("x-envoy-upstream-rq-timeout-ms", Cow::from("30000"))]);
     }
 
     #[test]
