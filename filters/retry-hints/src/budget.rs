@@ -127,12 +127,29 @@ impl Window {
                 bucket.retries = bucket.retries.saturating_add(made - reserved);
             }
         } else if made < reserved {
-            let slot = (reserved_tick % BUCKETS as u64) as usize;
-            if let Some(bucket) = self.buckets.get_mut(slot).filter(|b| b.tick == reserved_tick) {
-                bucket.retries = bucket.retries.saturating_sub(reserved - made);
-            }
+            self.give_back(Giveback { tick: reserved_tick, retries: reserved - made });
         }
     }
+
+    /// Returns reserved retries that were not made to their bucket, if it
+    /// is still in the window.
+    pub fn give_back(&mut self, g: Giveback) {
+        let slot = (g.tick % BUCKETS as u64) as usize;
+        if let Some(bucket) = self.buckets.get_mut(slot).filter(|b| b.tick == g.tick) {
+            bucket.retries = bucket.retries.saturating_sub(g.retries);
+        }
+    }
+}
+
+/// Retries a request reserved at `tick` and did not make. A worker keeps
+/// them until its next update of the same budget, which carries them, so a
+/// request that needed no retry costs one shared-data update, not two.
+/// Until then the budget counts them as spent: the delay errs toward fewer
+/// retries, never more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Giveback {
+    pub tick: u64,
+    pub retries: u32,
 }
 
 /// Shared data with compare-and-swap: what the budget needs of the host.

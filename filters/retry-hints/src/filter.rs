@@ -7,12 +7,13 @@
 //! reservation; on a withheld 503/429 it adds `retry-after`, on a withheld
 //! gRPC UNAVAILABLE/RESOURCE_EXHAUSTED `grpc-retry-pushback-ms`.
 
-use crate::budget::{self, BudgetConfig};
+use crate::budget::{self, BudgetConfig, Giveback};
 use crate::config::Hints;
 use crate::plan::{self, RequestView};
 use filter_common::{count, count_n, load_config, AbiHost, Host, HostError, LogLevel, MapType, MatchRequest, Metric};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 /// The metrics, defined at configure time so requests only increment.
@@ -48,6 +49,52 @@ struct Shared {
     /// copied out of the header map with those of [`copied`].
     reads: Vec<String>,
     debug: bool,
+    /// This worker's give-backs not yet written, by rule index.
+    givebacks: RefCell<Vec<(usize, Giveback)>>,
+}
+
+/// Give-backs a worker may hold before it writes them without waiting for
+/// the next request to their budget.
+const GIVEBACKS_HELD: usize = 64;
+
+impl Shared {
+    /// Takes the held give-backs of `rule`.
+    fn take_givebacks(&self, rule: usize) -> Vec<Giveback> {
+        let Ok(mut held) = self.givebacks.try_borrow_mut() else { return Vec::new() };
+        if !held.iter().any(|(r, _)| *r == rule) {
+            return Vec::new();
+        }
+        let (taken, kept): (Vec<_>, Vec<_>) = held.drain(..).partition(|(r, _)| *r == rule);
+        *held = kept;
+        taken.into_iter().map(|(_, g)| g).collect()
+    }
+
+    /// Holds give-backs until the next update of their budget; false if
+    /// too many are held already (the caller writes them now).
+    fn hold(&self, rule: usize, givebacks: &[Giveback]) -> bool {
+        let Ok(mut held) = self.givebacks.try_borrow_mut() else { return false };
+        if held.len() + givebacks.len() > GIVEBACKS_HELD {
+            return false;
+        }
+        held.extend(givebacks.iter().map(|g| (rule, *g)));
+        true
+    }
+
+    /// Reads, changes and writes `rule`'s budget, with this worker's held
+    /// give-backs for it applied first; they are held again if the write fails.
+    fn update_budget<R>(&self, host: &dyn Host, rule: usize, key: &str, mut change: impl FnMut(&mut budget::Window) -> R) -> Result<R, HostError> {
+        let pending = self.take_givebacks(rule);
+        let result = budget::update(host, key, |w| {
+            for g in &pending {
+                w.give_back(*g);
+            }
+            change(w)
+        });
+        if result.is_err() {
+            self.hold(rule, &pending);
+        }
+        result
+    }
 }
 
 /// Whether a request header is copied out of the map for the plan. Only
@@ -94,7 +141,7 @@ impl RootContext for RetryRoot {
         // Read once: formatting a debug line per request costs even when dropped.
         let debug = host.log_level().is_ok_and(|l| l <= LogLevel::Debug);
         let reads = headers_read(&hints);
-        self.shared = Some(Rc::new(Shared { hints, metrics, reads, debug }));
+        self.shared = Some(Rc::new(Shared { hints, metrics, reads, debug, givebacks: RefCell::default() }));
         true
     }
 
@@ -159,7 +206,7 @@ impl RetryStream {
         let wanted = if safety.is_ok() { offered.unwrap_or(0) } else { 0 };
         let config: &BudgetConfig = &hints.budget;
         let tick = config.tick(now_ms(host)?);
-        let granted = budget::update(host, &rule.budget_key, |w| w.deposit(config, tick, wanted))?;
+        let granted = shared.update_budget(host, index, &rule.budget_key, |w| w.deposit(config, tick, wanted))?;
         self.budget = Some(Reservation { rule: index, tick, retries: granted });
         let allowed = offered.map(|_| if safety.is_ok() { granted } else { 0 });
         match (offered, safety) {
@@ -230,11 +277,17 @@ impl RetryStream {
         if made == reservation.retries {
             return Ok(());
         }
+        if made < reservation.retries {
+            let giveback = Giveback { tick: reservation.tick, retries: reservation.retries - made };
+            if shared.hold(reservation.rule, &[giveback]) {
+                return Ok(());
+            }
+        }
+        // More retries than reserved are charged now, in the current bucket.
         let config = &shared.hints.budget;
-        // The current bucket matters only when charging more than reserved.
         let tick = if made > reservation.retries { config.tick(now_ms(host)?) } else { reservation.tick };
         let Some(rule) = shared.hints.rules.get(reservation.rule) else { return Ok(()) };
-        budget::update(host, &rule.budget_key, |w| w.settle(tick, reservation.tick, reservation.retries, made))
+        shared.update_budget(host, reservation.rule, &rule.budget_key, |w| w.settle(tick, reservation.tick, reservation.retries, made))
     }
 
     fn failed(&self, host: &dyn Host, stage: &str, e: &HostError) {
