@@ -11,6 +11,7 @@ pub mod http_match;
 pub mod matcher;
 pub mod metrics;
 pub mod mock;
+pub mod name_set;
 
 pub use config_error::{parse_json, ConfigError, FieldPath};
 pub use host::{AbiHost, BufferType, Host, HostError, HostResult, LogLevel, MapType, MetricType};
@@ -18,3 +19,4 @@ pub use http_match::{HttpMatch, HttpMatchSpec, MatchRequest};
 pub use matcher::{CompiledStringMatch, IstioMatch, StringMatch, StringMatchSpec};
 pub use configure::load_config;
 pub use metrics::{count, count_n, Metric};
+pub use name_set::NameSet;

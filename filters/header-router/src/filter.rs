@@ -7,7 +7,7 @@
 use crate::config::{Router, Sticky};
 use crate::destination::{Decision, RequestView};
 use filter_common::metrics::name_part;
-use filter_common::{count, load_config, AbiHost, Host, LogLevel, MapType, Metric};
+use filter_common::{count, load_config, AbiHost, Host, LogLevel, MapType, Metric, NameSet};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
@@ -56,13 +56,13 @@ struct Shared {
     metrics: Metrics,
     /// The request headers the decision (and the debug line) reads: the
     /// only ones copied out of the header map.
-    reads: Vec<String>,
+    reads: NameSet,
     debug: bool,
 }
 
 /// Every header `decide` may read: the match blocks', the routing header,
 /// and for splits the sticky key and the request id.
-fn headers_read(router: &Router, debug: bool) -> Vec<String> {
+fn headers_read(router: &Router, debug: bool) -> NameSet {
     let mut names: Vec<&str> = vec![router.header.as_str()];
     names.extend(router.routes.iter().flat_map(|r| r.matches.iter().flat_map(|m| m.headers_read())));
     if router.routes.iter().any(|r| r.targets.len() > 1) {
@@ -76,13 +76,7 @@ fn headers_read(router: &Router, debug: bool) -> Vec<String> {
     if debug {
         names.push("x-request-id");
     }
-    let mut unique: Vec<String> = Vec::with_capacity(names.len());
-    for name in names {
-        if !unique.iter().any(|n| n == name) {
-            unique.push(name.to_string());
-        }
-    }
-    unique
+    NameSet::new(names)
 }
 
 #[derive(Default)]
@@ -129,7 +123,7 @@ impl RouterStream {
     fn route(&mut self, host: &dyn Host) -> Result<(), filter_common::HostError> {
         let shared = Rc::clone(&self.shared);
         let router = &shared.router;
-        let headers = host.headers_where(MapType::RequestHeaders, &|name| shared.reads.iter().any(|r| r.as_bytes() == name))?;
+        let headers = host.headers_where(MapType::RequestHeaders, &|name| shared.reads.contains(name))?;
         let client_sent = headers.iter().any(|(k, _)| *k == router.header);
         // Identity and port cost a host call each: read them only when needed.
         let principal = if router.needs_identity || (client_sent && !router.trusted_principals.is_empty()) {

@@ -13,7 +13,7 @@ use crate::path::UnsafePath;
 use crate::policy::{decide, Action as PolicyAction, Condition, Decision, Matched, RequestView, Verdict};
 use crate::request::{read, Refusal};
 use filter_common::metrics::name_part;
-use filter_common::{count, load_config, AbiHost, Host, HostError, LogLevel, MapType, Metric};
+use filter_common::{count, load_config, AbiHost, Host, HostError, LogLevel, MapType, Metric, NameSet};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
@@ -114,20 +114,17 @@ struct Shared {
     config: Config,
     metrics: Metrics,
     /// The request headers anything reads: the only ones copied out of the map.
-    reads: Vec<String>,
+    reads: NameSet,
     debug: bool,
 }
 
 /// The pseudo-headers and headers the filter reads, and every header a
 /// `when` condition names.
-fn headers_read(config: &Config) -> Vec<String> {
-    let mut names: Vec<String> = [":path", ":method", ":authority", "x-request-id", XFCC].map(String::from).to_vec();
-    let conditions = config.policies.iter().flat_map(|p| p.rules.iter().flat_map(|r| r.when.iter()));
-    for condition in conditions {
+fn headers_read(config: &Config) -> NameSet {
+    let mut names = NameSet::new([":path", ":method", ":authority", "x-request-id", XFCC]);
+    for condition in config.policies.iter().flat_map(|p| p.rules.iter().flat_map(|r| r.when.iter())) {
         if let Condition::Header(name, _) = condition {
-            if !names.contains(name) {
-                names.push(name.clone());
-            }
+            names.insert(name);
         }
     }
     names
@@ -222,7 +219,7 @@ impl AuthzStream {
         let shared = &*self.shared;
         let config = &shared.config;
         let metrics = &shared.metrics;
-        let headers = host.headers_where(MapType::RequestHeaders, &|name| shared.reads.iter().any(|r| r.as_bytes() == name))?;
+        let headers = host.headers_where(MapType::RequestHeaders, &|name| shared.reads.contains(name))?;
         let req = pseudo(&headers);
         let peer_uri = text_property(host, &["connection", "uri_san_peer_certificate"])?;
         let peer = peer_uri.as_deref().and_then(Identity::from_uri);

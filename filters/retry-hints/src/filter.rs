@@ -10,7 +10,7 @@
 use crate::budget::{self, BudgetConfig, Giveback};
 use crate::config::Hints;
 use crate::plan::{self, RequestView};
-use filter_common::{count, count_n, load_config, AbiHost, Host, HostError, LogLevel, MapType, MatchRequest, Metric};
+use filter_common::{count, count_n, load_config, AbiHost, Host, HostError, LogLevel, MapType, MatchRequest, Metric, NameSet};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::cell::RefCell;
@@ -47,7 +47,7 @@ struct Shared {
     metrics: Metrics,
     /// The headers the rules' match blocks and the idempotency key name:
     /// copied out of the header map with those of [`copied`].
-    reads: Vec<String>,
+    reads: NameSet,
     debug: bool,
     /// This worker's give-backs not yet written, by rule index.
     givebacks: RefCell<Vec<(usize, Giveback)>>,
@@ -102,23 +102,21 @@ impl Shared {
 /// (`x-envoy-…`, which the plan strips), body and protocol framing
 /// (`content-…`, `grpc-…`, `te`), the request id, and `reads`. Whatever the
 /// plan reads must fall in here.
-fn copied(name: &[u8], reads: &[String]) -> bool {
+fn copied(name: &[u8], reads: &NameSet) -> bool {
     name.starts_with(b":")
         || name.starts_with(b"x-envoy-")
         || name.starts_with(b"content-")
         || name.starts_with(b"grpc-")
         || name == b"te"
         || name == b"x-request-id"
-        || reads.iter().any(|r| r.as_bytes() == name)
+        || reads.contains(name)
 }
 
 /// The rules' match-block headers and the idempotency key header.
-fn headers_read(hints: &Hints) -> Vec<String> {
-    let mut names: Vec<String> = vec![hints.idempotency_key_header.clone()];
+fn headers_read(hints: &Hints) -> NameSet {
+    let mut names = NameSet::new([hints.idempotency_key_header.as_str()]);
     for name in hints.rules.iter().flat_map(|r| r.matches.iter().flat_map(|m| m.headers_read())) {
-        if !names.iter().any(|n| n == name) {
-            names.push(name.to_string());
-        }
+        names.insert(name);
     }
     names
 }
