@@ -120,11 +120,7 @@ pub fn report(top: usize) -> String {
     out
 }
 
-/// A demangled Rust path without its hash, cut to a readable length.
+/// A Rust path, demangled and without its hash, cut to a readable length.
 fn shorten(name: &str) -> String {
-    let name = match name.rsplit_once("::h") {
-        Some((head, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => head,
-        _ => name,
-    };
-    name.chars().take(140).collect()
+    format!("{:#}", rustc_demangle::demangle(name)).chars().take(140).collect()
 }
