@@ -535,3 +535,64 @@ fn corpus_control_without_the_filter_every_secret_is_found() {
     assert_eq!(t.leaks.len(), t.secrets, "secrets the search did not find unsanitized");
     assert!(t.missing.is_empty(), "{}", t.missing.join("\n"));
 }
+
+/// The allowlist posture, for mirrors to external services: the shipped
+/// example's rules (the path segments an id sits in are named only by their
+/// templates) with an allowlist on top: only `page`, `sort`, `lang` and
+/// `quantity` keep their values, and of the headers beyond the default
+/// ones only `x-case`, which names the corpus request.
+fn allowlist_config() -> Value {
+    let mut config = envoy_example_config();
+    config["allowlist"] = json!({ "names": ["page", "sort", "lang", "quantity"], "headers": ["x-case"] });
+    config
+}
+
+/// A JSON document's shape: keys, array lengths and the type of each value.
+fn shape(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(shape).collect()),
+        Value::String(_) => json!("string"),
+        Value::Number(_) => json!("number"),
+        Value::Bool(_) => json!("bool"),
+        Value::Null => Value::Null,
+    }
+}
+
+/// Whether shape `got` is `sent` but for what rules do: a rule in `remove`
+/// mode takes its key out, a masked or hashed scalar becomes the rule's
+/// placeholder or pseudonym, a string. What the allowlist itself masks keeps
+/// its type.
+fn fits(got: &Value, sent: &Value) -> bool {
+    match (got, sent) {
+        (Value::Object(g), Value::Object(s)) => g.iter().all(|(k, v)| s.get(k).is_some_and(|w| fits(v, w))),
+        (Value::Array(g), Value::Array(s)) => g.len() == s.len() && g.iter().zip(s).all(|(v, w)| fits(v, w)),
+        (g, s) => g == s || (*g == json!("string") && !s.is_object() && !s.is_array()),
+    }
+}
+
+#[test]
+fn corpus_standalone_allowlist_posture_no_secret_and_every_json_body_keeps_its_structure() {
+    let (envoy, primary, shadow) = standalone(&allowlist_config());
+    let t = run_whole_corpus("corpus, standalone, allowlist posture", &envoy, &primary, &shadow);
+    assert!(t.leaks.is_empty(), "leaked:\n{}", t.leaks.join("\n"));
+    // Failing closed masks most strings the corpus keeps (that is the
+    // posture), but the shadow service can still parse every JSON body: its
+    // keys, array lengths and value types stay, but for what rules change.
+    let cases = corpus::load();
+    let shadows = shadow.received();
+    let mut json_bodies = 0;
+    for (id, (place, c)) in cases.iter().enumerate() {
+        let Some(sent) = c.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()) else { continue };
+        let json = c.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.contains("json"));
+        if !json {
+            continue;
+        }
+        json_bodies += 1;
+        let seen = by_case(&shadows, id);
+        let got: Value = serde_json::from_slice(&seen.body).unwrap_or_else(|e| panic!("{place}/{}: the shadow body is not JSON: {e}", c.name));
+        assert!(fits(&shape(&got), &shape(&sent)), "{place}/{}: the shadow body's shape changed:\n{}\nsent:\n{}", c.name, shape(&got), shape(&sent));
+    }
+    assert!(json_bodies >= 100, "{json_bodies} JSON bodies");
+    println!("allowlist posture: {json_bodies} JSON bodies kept their shape; {} of {} strings to keep were masked", t.missing.len(), t.survivors);
+}
