@@ -44,6 +44,8 @@ struct Slot {
     skip: bool,
     /// Body this filter holds (it paused a body callback).
     pending: Vec<u8>,
+    /// Its last body callback paused: Envoy keeps its body buffer open to it.
+    buffering: bool,
 }
 
 /// The maps as the stream carries them between filters.
@@ -342,6 +344,9 @@ impl Driver<'_> {
             // even after the filter paused on it (seen in Envoy 1.40).
             let access = Access::default();
             let step = self.step(i, callback, &args, access, Some((dir, &mut body)));
+            if let Some(slot) = self.slots.get_mut(i) {
+                slot.buffering = matches!(step, Step::Pause);
+            }
             match step {
                 Step::Continue => data = body,
                 Step::Pause => {
@@ -368,10 +373,16 @@ impl Driver<'_> {
                 continue;
             }
             let count = if dir == Dir::Request { self.maps.request_trailers.len() } else { self.maps.response_trailers.len() };
-            match self.step(i, callback, &[self.context(i), count as i32], access, None) {
+            // A filter that paused its body finds what Envoy buffered for it
+            // in its body buffer, and may rewrite it, as Envoy's decoding
+            // buffer is open to it there; one that passed its body on finds
+            // none.
+            let buffering = self.slots.get(i).is_some_and(|s| s.buffering);
+            let mut held = self.slots.get_mut(i).map(|s| std::mem::take(&mut s.pending)).unwrap_or_default();
+            let body = if buffering { Some((dir, &mut held)) } else { None };
+            match self.step(i, callback, &[self.context(i), count as i32], access, body) {
                 Step::Continue => {
                     // Body the filter held goes on ahead of the trailers.
-                    let held = self.slots.get_mut(i).map(|s| std::mem::take(&mut s.pending)).unwrap_or_default();
                     if !held.is_empty() {
                         if let Some(j) = self.push_body(dir, position + 1, held, false)? {
                             return Err(Stop::Stall(format!("filter {j} paused the body before the trailers and never resumed")));

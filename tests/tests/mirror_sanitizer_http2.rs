@@ -1,9 +1,11 @@
 //! mirror-sanitizer on HTTP/2 and gRPC in the real Envoy 1.40, as an
 //! upstream filter seeing the primary and the shadow copy apart: an h2 JSON
 //! body in many DATA frames is sanitized in the copy as over HTTP/1.1 and
-//! reaches the primary byte for byte; a gRPC copy keeps its framing, each
-//! message dropped (passed on empty), so the shadow gRPC service gets a
-//! call it can handle and none of the data.
+//! reaches the primary byte for byte, and one that ends in trailers is
+//! sanitized with its trailers kept (their values sanitized by the header
+//! rules); a gRPC copy keeps its framing, each message dropped (passed on
+//! empty), so the shadow gRPC service gets a call it can handle and none of
+//! the data.
 
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // tests fail by panicking
 
@@ -14,23 +16,27 @@ use tonic::Code;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn sanitizer() -> WasmFilter {
-    let config = json!({
+fn config() -> Value {
+    json!({
         "rules": [
             { "name": "secrets", "fields": ["password", "ssn"], "mode": "mask" },
             { "name": "cards", "detectors": ["cardNumber"], "mode": "mask", "placeholder": "****", "keepLast": 4 },
         ],
-    });
-    WasmFilter::new(wasm_module("mirror_sanitizer").unwrap(), "mirror-sanitizer", &config)
+    })
 }
 
-fn mirrored(primary: std::net::SocketAddr, shadow: std::net::SocketAddr) -> Envoy {
+fn mirrored_with(config: &Value, primary: std::net::SocketAddr, shadow: std::net::SocketAddr) -> Envoy {
+    let sanitizer = WasmFilter::new(wasm_module("mirror_sanitizer").unwrap(), "mirror-sanitizer", config);
     let bootstrap = Bootstrap::new()
         .h2_cluster("primary", primary)
         .h2_cluster("shadow", shadow)
         .route(Route::prefix("/", "primary").mirror_to("shadow"))
-        .upstream_filter(sanitizer());
+        .upstream_filter(sanitizer);
     Envoy::start(&bootstrap).unwrap()
+}
+
+fn mirrored(primary: std::net::SocketAddr, shadow: std::net::SocketAddr) -> Envoy {
+    mirrored_with(&config(), primary, shadow)
 }
 
 fn order() -> Value {
@@ -62,6 +68,57 @@ fn an_h2_json_copy_in_many_data_frames_is_sanitized_and_the_primary_is_exact() {
     assert_eq!(copy_json["items"].as_array().unwrap().len(), 200, "the whole body");
     assert!(copy.authority.starts_with("localhost-shadow"), "{}", copy.authority);
     assert_eq!(envoy.wasm_metric("mirror_sanitizer.shadow.sanitized").unwrap(), Some(1));
+}
+
+#[test]
+fn an_h2_copy_that_ends_in_trailers_is_sanitized_and_keeps_its_trailers() {
+    let primary = H2Upstream::start(Script::ok("primary")).unwrap();
+    let shadow = H2Upstream::start(Script::ok("shadow")).unwrap();
+    let envoy = mirrored(primary.addr(), shadow.addr());
+    let body = order().to_string().into_bytes();
+    let frames: Vec<Vec<u8>> = body.chunks(97).map(<[u8]>::to_vec).collect();
+    let request = H2Request::new("POST", "/orders")
+        .header("content-type", "application/json")
+        .frames(frames)
+        .trailer("x-checksum", "sha256-abc")
+        .trailer("x-auth-token", "trailer-token-secret")
+        .trailer("x-note", "paid with 4111 1111 1111 1111");
+    let response = request.send(envoy.listener()).unwrap();
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    let sent = &primary.received()[0];
+    assert_eq!(sent.body, body, "the primary, byte for byte");
+    assert_eq!(sent.trailer("x-auth-token"), Some("trailer-token-secret"), "the primary's trailers untouched");
+    let copy = &shadow.wait_for(1, WAIT).unwrap()[0];
+    let text = copy.body_text();
+    for secret in ["078-05-1120", "hunter2", "4111 1111 1111 1111"] {
+        assert!(!text.contains(secret), "{secret} reached the shadow: {text}");
+    }
+    let copy_json: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(copy_json["customer"]["name"], "Ada");
+    assert_eq!(copy_json["items"].as_array().unwrap().len(), 200, "the whole body");
+    assert_eq!(copy.trailer("x-checksum"), Some("sha256-abc"), "{:?}", copy.trailers);
+    assert_eq!(copy.trailer("x-auth-token"), None, "removed as the header would be: {:?}", copy.trailers);
+    assert_eq!(copy.trailer("x-note"), Some("paid with ****1111"), "{:?}", copy.trailers);
+    assert_eq!(envoy.wasm_metric("mirror_sanitizer.shadow.sanitized").unwrap(), Some(1));
+    assert_eq!(envoy.wasm_metric("mirror_sanitizer.rule.cards.redactions").unwrap(), Some(2), "the body's card and the trailer's");
+}
+
+#[test]
+fn an_h2_copy_with_trailers_that_cannot_be_sanitized_loses_its_body_and_keeps_its_trailers() {
+    let primary = H2Upstream::start(Script::ok("primary")).unwrap();
+    let shadow = H2Upstream::start(Script::ok("shadow")).unwrap();
+    let envoy = mirrored(primary.addr(), shadow.addr());
+    let broken = br#"{"password":"hunter2","card":"4111 1111 1111 1111""#.to_vec();
+    let request = H2Request::new("POST", "/orders")
+        .header("content-type", "application/json")
+        .frames(broken.chunks(9).map(<[u8]>::to_vec).collect())
+        .trailer("x-checksum", "sha256-abc");
+    assert_eq!(request.send(envoy.listener()).unwrap().status, 200);
+    assert_eq!(primary.received()[0].body, broken);
+    let copy = &shadow.wait_for(1, WAIT).unwrap()[0];
+    assert!(copy.body.is_empty(), "{}", copy.body_text());
+    assert_eq!(copy.trailer("x-checksum"), Some("sha256-abc"));
+    assert_eq!(envoy.wasm_metric("mirror_sanitizer.shadow.dropped_unreadable").unwrap(), Some(1));
 }
 
 #[test]
@@ -108,4 +165,31 @@ fn a_grpc_copy_of_several_messages_in_cut_frames_keeps_them_all() {
     assert_eq!(copy.body, [0u8; 15], "three empty messages, framing intact");
     assert_eq!(copy.trailer("x-client-trailer"), Some("kept"), "trailers go on");
     assert_eq!(envoy.wasm_metric("mirror_sanitizer.shadow.grpc_messages_dropped").unwrap(), Some(3));
+}
+
+#[test]
+fn a_copy_twice_envoys_buffer_limit_is_sanitized_whole_with_or_without_trailers() {
+    // Envoy buffers 1 MiB by default. The filter holds each emptied chunk
+    // (so the trailers callback may write the body) and writes the
+    // sanitized body only at the end: the limit never trips on the copy.
+    let primary = H2Upstream::start(Script::ok("primary")).unwrap();
+    let shadow = H2Upstream::start(Script::ok("shadow")).unwrap();
+    let mut raised = config();
+    raised["maxBodyBytes"] = json!(4 * 1024 * 1024);
+    let envoy = mirrored_with(&raised, primary.addr(), shadow.addr());
+    let pad = "y".repeat(2 * 1024 * 1024);
+    let big = json!({ "password": "huge-secret-pw", "pad": pad }).to_string().into_bytes();
+    for (n, trailers) in [(1, false), (2, true)] {
+        let mut request = H2Request::new("POST", "/big").header("content-type", "application/json").frames(big.chunks(16_384).map(<[u8]>::to_vec).collect());
+        if trailers {
+            request = request.trailer("x-checksum", "sha256-abc");
+        }
+        assert_eq!(request.send(envoy.listener()).unwrap().status, 200);
+        assert_eq!(primary.wait_for(n, WAIT).unwrap()[n - 1].body, big);
+        let copy = &shadow.wait_for(n, WAIT).unwrap()[n - 1];
+        let copy_json: Value = serde_json::from_slice(&copy.body).unwrap_or_else(|e| panic!("trailers {trailers}: {e}, {} bytes", copy.body.len()));
+        assert_eq!(copy_json, json!({ "password": "REDACTED", "pad": pad }), "trailers {trailers}");
+        assert_eq!(copy.trailer("x-checksum"), trailers.then_some("sha256-abc"));
+    }
+    assert_eq!(envoy.wasm_metric("mirror_sanitizer.shadow.sanitized").unwrap(), Some(2));
 }

@@ -104,6 +104,25 @@ struct SanitizerStream {
 
 impl Context for SanitizerStream {}
 
+/// Writes header edits into a map (the request headers, or its trailers).
+fn apply_edits(host: &dyn Host, map: MapType, edits: &[HeaderEdit]) -> Result<(), HostError> {
+    for edit in edits {
+        match edit {
+            HeaderEdit::Remove(name) => host.remove_header(map, name)?,
+            HeaderEdit::Set(name, values) => match values.as_slice() {
+                [one] => host.replace_header(map, name, one)?,
+                many => {
+                    host.remove_header(map, name)?;
+                    for v in many {
+                        host.add_header(map, name, v)?;
+                    }
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
 fn header<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h str> {
     headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
@@ -135,21 +154,7 @@ impl SanitizerStream {
         let headers = host.headers(MapType::RequestHeaders)?;
         self.request_id = header(&headers, "x-request-id").unwrap_or_default().chars().take(64).collect();
         let mut r = crate::nested::redactor(&shared.policy);
-        let edits = sanitize_headers(&headers, &shared.policy.shadow, &mut r);
-        for edit in &edits {
-            match edit {
-                HeaderEdit::Remove(name) => host.remove_header(MapType::RequestHeaders, name)?,
-                HeaderEdit::Set(name, values) => match values.as_slice() {
-                    [one] => host.replace_header(MapType::RequestHeaders, name, one)?,
-                    many => {
-                        host.remove_header(MapType::RequestHeaders, name)?;
-                        for v in many {
-                            host.add_header(MapType::RequestHeaders, name, v)?;
-                        }
-                    }
-                },
-            }
-        }
+        apply_edits(host, MapType::RequestHeaders, &sanitize_headers(&headers, &shared.policy.shadow, &mut r))?;
         self.record(host, &r);
         if shared.debug {
             host.log(LogLevel::Debug, &format!("mirror-sanitizer: shadow request {}: {} header values redacted", self.request_id, r.total()));
@@ -266,13 +271,16 @@ impl SanitizerStream {
     }
 
     /// Takes this data callback's bytes into the filter's own buffer and
-    /// passes an empty chunk on; at the end, writes the sanitized body into
-    /// the last callback. Envoy then never holds more than one chunk of the
-    /// copy, whatever its size.
+    /// holds the (now empty) chunk; at the end of the stream (the last data
+    /// callback, or the trailers), writes the sanitized body in its place.
+    /// Envoy then never holds more than one chunk of the copy while it
+    /// arrives, whatever its size. Holding rather than passing the emptied
+    /// chunks on keeps Envoy's body buffer open to the filter in the
+    /// trailers callback, where a body followed by trailers ends.
     fn collect(&mut self, host: &dyn Host, size: usize, end_of_stream: bool) -> Result<Action, HostError> {
         let limit = self.shared.policy.max_body_bytes;
         let chunk = if size > 0 { host.buffer(BufferType::RequestBody, 0, size)?.unwrap_or_default() } else { Vec::new() };
-        let State::Buffering(kind, body) = &mut self.state else {
+        let State::Buffering(_, body) = &mut self.state else {
             return Ok(Action::Continue);
         };
         if body.len().saturating_add(chunk.len()) > limit {
@@ -288,8 +296,17 @@ impl SanitizerStream {
             if size > 0 {
                 host.set_buffer(BufferType::RequestBody, 0, size, &[])?;
             }
-            return Ok(Action::Continue);
+            return Ok(Action::Pause);
         }
+        self.finish_body(host, size)
+    }
+
+    /// Sanitizes the collected body and writes it over the `size` bytes in
+    /// Envoy's buffer (the last chunk; nothing when trailers end the body).
+    fn finish_body(&mut self, host: &dyn Host, size: usize) -> Result<Action, HostError> {
+        let State::Buffering(kind, body) = &mut self.state else {
+            return Ok(Action::Continue);
+        };
         let kind = kind.clone();
         let body = std::mem::take(body);
         let shared = Rc::clone(&self.shared);
@@ -298,7 +315,7 @@ impl SanitizerStream {
         match result {
             Ok(new) => {
                 let out = new.as_deref().unwrap_or(&body);
-                // The last callback's chunk becomes the whole (sanitized) body.
+                // The last chunk becomes the whole (sanitized) body.
                 if !(out.is_empty() && size == 0) {
                     host.set_buffer(BufferType::RequestBody, 0, size, out)?;
                 }
@@ -318,6 +335,29 @@ impl SanitizerStream {
                 Ok(action)
             }
         }
+    }
+
+    /// The end of a shadow stream that carries trailers: the body ends here
+    /// (sanitized, dropped or refused as at an end of stream), then the
+    /// trailers are sanitized by the header rules.
+    fn shadow_trailers(&mut self, host: &dyn Host) -> Result<Action, HostError> {
+        match self.state {
+            State::Buffering(..) => {
+                if self.finish_body(host, 0)? == Action::Pause {
+                    return Ok(Action::Pause);
+                }
+            }
+            // Every message is already out, empty.
+            State::Grpc(..) => self.grpc_done(host),
+            State::Primary => return Ok(Action::Continue),
+            State::Dropping | State::Done => {}
+        }
+        self.state = State::Done;
+        let trailers = host.headers(MapType::RequestTrailers)?;
+        let mut r = crate::nested::redactor(&self.shared.policy);
+        apply_edits(host, MapType::RequestTrailers, &sanitize_headers(&trailers, &self.shared.policy.shadow, &mut r))?;
+        self.record(host, &r);
+        Ok(Action::Continue)
     }
 
     /// A host call failed on a shadow request: nothing unsanitized may leave,
@@ -362,22 +402,13 @@ impl HttpContext for SanitizerStream {
     }
 
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
-        if let State::Grpc(..) = self.state {
-            // Every message is already out, empty: the trailers go on.
-            self.grpc_done(&AbiHost);
+        if matches!(self.state, State::Primary) {
             return Action::Continue;
         }
-        // A body followed by trailers never reached end_of_stream in a body
-        // callback, so it was never sanitized: refuse rather than release it.
-        if let State::Buffering(..) = self.state {
-            let host = AbiHost;
-            count(&host, self.shared.metrics.dropped_unreadable.as_ref());
-            count(&host, self.shared.metrics.rejected.as_ref());
-            host.log(LogLevel::Info, &format!("mirror-sanitizer: shadow request {}: refused: body followed by trailers", self.request_id));
-            self.state = State::Done;
-            let _ = host.send_local_response(403, "mirror_sanitizer_refused", &[], b"");
-            return Action::Pause;
+        let host = AbiHost;
+        match self.shadow_trailers(&host) {
+            Ok(action) => action,
+            Err(e) => self.fail_closed(&host, &e),
         }
-        Action::Continue
     }
 }
