@@ -5,11 +5,16 @@
 //! sanitized with its trailers kept (their values sanitized by the header
 //! rules); a gRPC copy keeps its framing, each message dropped (passed on
 //! empty), so the shadow gRPC service gets a call it can handle and none of
-//! the data.
+//! the data. Given the service's `FileDescriptorSet` (`protoDescriptorBin`),
+//! the copy's protobuf messages are sanitized field by field instead: the
+//! real tonic service decodes a call whose secret fields are redacted and
+//! whose other fields are intact.
 
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // tests fail by panicking
 
-use e2e::{wasm_module, Bootstrap, Call, Envoy, GrpcClient, GrpcScript, GrpcService, H2Request, H2Upstream, Route, Script, WasmFilter};
+use e2e::{wasm_module, Bootstrap, Call, Customer, Envoy, GrpcClient, GrpcScript, GrpcService, H2Request, H2Upstream, Route, Script, WasmFilter};
+use prost_types::field_descriptor_proto::{Label, Type};
+use prost_types::{DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet, MessageOptions, MethodDescriptorProto, ServiceDescriptorProto};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tonic::Code;
@@ -126,7 +131,7 @@ fn a_grpc_copy_keeps_its_framing_with_each_message_dropped() {
     let primary = GrpcService::start(GrpcScript::ok("primary")).unwrap();
     let shadow = GrpcService::start(GrpcScript::ok("shadow")).unwrap();
     let envoy = mirrored(primary.addr(), shadow.addr());
-    let call = Call { name: "card 4111 1111 1111 1111".into(), count: 3, payload: b"ssn=078-05-1120".to_vec() };
+    let call = Call { name: "card 4111 1111 1111 1111".into(), count: 3, payload: b"ssn=078-05-1120".to_vec(), ..Call::default() };
     let client = GrpcClient::new(envoy.listener()).metadata("x-tenant", "acme");
     let answer = client.unary("/shop.Cart/Unary", call.clone()).unwrap();
     assert_eq!((answer.code, answer.replies[0].identity.as_str()), (Code::Ok, "primary"), "{answer:?}");
@@ -192,4 +197,137 @@ fn a_copy_twice_envoys_buffer_limit_is_sanitized_whole_with_or_without_trailers(
         assert_eq!(copy.trailer("x-checksum"), trailers.then_some("sha256-abc"));
     }
     assert_eq!(envoy.wasm_metric("mirror_sanitizer.shadow.sanitized").unwrap(), Some(2));
+}
+
+fn field(name: &str, number: i32, kind: Type, type_name: Option<&str>, repeated: bool) -> FieldDescriptorProto {
+    FieldDescriptorProto {
+        name: Some(name.into()),
+        number: Some(number),
+        label: Some(if repeated { Label::Repeated } else { Label::Optional } as i32),
+        r#type: Some(kind as i32),
+        type_name: type_name.map(Into::into),
+        ..FieldDescriptorProto::default()
+    }
+}
+
+fn message(name: &str, fields: Vec<FieldDescriptorProto>) -> DescriptorProto {
+    DescriptorProto { name: Some(name.into()), field: fields, ..DescriptorProto::default() }
+}
+
+/// The FileDescriptorSet of the kit's gRPC service (`Call`, `Customer`,
+/// `Reply`; services `shop.Cart` and `shop.Feed`), as protoc would write it,
+/// in base64.
+fn shop_descriptor_set() -> String {
+    use base64::Engine as _;
+    let entry = DescriptorProto {
+        options: Some(MessageOptions { map_entry: Some(true), ..MessageOptions::default() }),
+        ..message("AttributesEntry", vec![field("key", 1, Type::String, None, false), field("value", 2, Type::String, None, false)])
+    };
+    let call = DescriptorProto {
+        nested_type: vec![entry],
+        ..message(
+            "Call",
+            vec![
+                field("name", 1, Type::String, None, false),
+                field("count", 2, Type::Uint32, None, false),
+                field("payload", 3, Type::Bytes, None, false),
+                field("customer", 4, Type::Message, Some(".shop.Customer"), false),
+                field("attributes", 5, Type::Message, Some(".shop.Call.AttributesEntry"), true),
+                field("notes", 6, Type::String, None, true),
+            ],
+        )
+    };
+    let customer = message(
+        "Customer",
+        vec![
+            field("email", 1, Type::String, None, false),
+            field("password", 2, Type::String, None, false),
+            field("display_name", 3, Type::String, None, false),
+            field("customer_id", 4, Type::Int64, None, false),
+        ],
+    );
+    let reply = message("Reply", vec![field("identity", 1, Type::String, None, false), field("name", 2, Type::String, None, false), field("seq", 3, Type::Uint32, None, false)]);
+    let method = |name: &str, streaming: bool| MethodDescriptorProto {
+        name: Some(name.into()),
+        input_type: Some(".shop.Call".into()),
+        output_type: Some(".shop.Reply".into()),
+        server_streaming: Some(streaming),
+        ..MethodDescriptorProto::default()
+    };
+    let service = |name: &str, methods| ServiceDescriptorProto { name: Some(name.into()), method: methods, ..ServiceDescriptorProto::default() };
+    let file = FileDescriptorProto {
+        name: Some("shop.proto".into()),
+        package: Some("shop".into()),
+        message_type: vec![call, customer, reply],
+        service: vec![service("Cart", vec![method("Unary", false)]), service("Feed", vec![method("Stream", true)])],
+        syntax: Some("proto3".into()),
+        ..FileDescriptorProto::default()
+    };
+    base64::engine::general_purpose::STANDARD.encode(prost::Message::encode_to_vec(&FileDescriptorSet { file: vec![file] }))
+}
+
+fn secret_call() -> Call {
+    Call {
+        name: "card 4111 1111 1111 1111".into(),
+        count: 2,
+        payload: b"ssn=078-05-1120".to_vec(),
+        customer: Some(Customer { email: "ada@example.com".into(), password: "hunter2".into(), display_name: "Ada".into(), customer_id: 4242 }),
+        attributes: [("session_token".to_string(), "tok-8c1f2b9e".to_string()), ("colour".to_string(), "blue".to_string())].into_iter().collect(),
+        notes: vec!["call +1 (555) 123-4567".into(), "fragile".into()],
+    }
+}
+
+#[test]
+fn with_the_descriptor_set_a_grpc_copy_is_sanitized_field_by_field() {
+    let primary = GrpcService::start(GrpcScript::ok("primary")).unwrap();
+    let shadow = GrpcService::start(GrpcScript::ok("shadow")).unwrap();
+    let mut with_set = config();
+    with_set["protoDescriptorBin"] = json!(shop_descriptor_set());
+    with_set["hashKey"] = json!({ "value": "a-test-key-0123456789" });
+    let envoy = mirrored_with(&with_set, primary.addr(), shadow.addr());
+    let client = GrpcClient::new(envoy.listener());
+    let call = secret_call();
+    let answer = client.unary("/shop.Cart/Unary", call.clone()).unwrap();
+    assert_eq!(answer.code, Code::Ok, "{answer:?}");
+    assert_eq!(primary.received()[0].call, call, "the primary, whole");
+    let copy = shadow.wait_for(1, WAIT).unwrap()[0].call.clone();
+    // Redacted: by the detectors, the built-in rules and the map's keys.
+    assert_eq!(copy.name, "card ****1111");
+    assert!(!String::from_utf8_lossy(&copy.payload).contains("078-05-1120"), "{:?}", String::from_utf8_lossy(&copy.payload));
+    let customer = copy.customer.clone().unwrap();
+    assert_eq!(customer.password, "REDACTED", "masked by the rule that names it");
+    assert_eq!(customer.email, "REDACTED", "masked (builtin-personal)");
+    let pseudonym = customer.customer_id;
+    assert!(pseudonym != 4242 && pseudonym > 0, "an identifier number, pseudonymized: {pseudonym}");
+    assert_eq!(copy.attributes.get("session_token").map(String::as_str), Some(""), "the value its key names is removed");
+    assert!(!copy.notes[0].contains("555") && copy.notes[0].starts_with("call "), "{:?}", copy.notes);
+    // Intact: everything no rule selects.
+    assert_eq!((customer.display_name.as_str(), copy.count), ("Ada", 2));
+    assert_eq!(copy.attributes.get("colour").map(String::as_str), Some("blue"));
+    assert_eq!(copy.notes[1], "fragile");
+    // A streaming call's message too; the same customer id, the same pseudonym.
+    let streamed = client.server_stream("/shop.Feed/Stream", call.clone()).unwrap();
+    assert_eq!((streamed.code, streamed.replies.len()), (Code::Ok, 2));
+    let copies = shadow.wait_for(2, WAIT).unwrap();
+    assert_eq!(copies[1].call, copy, "sanitized alike, pseudonyms joinable");
+    assert_eq!(pseudonym, copies[1].call.customer.as_ref().unwrap().customer_id);
+    // A method the set does not declare: its message is dropped, as without a set.
+    assert_eq!(client.unary("/shop.Unknown/Unary", call.clone()).unwrap().code, Code::Ok);
+    assert_eq!(shadow.wait_for(3, WAIT).unwrap()[2].call, Call::default());
+    assert_eq!(envoy.wasm_metric("mirror_sanitizer.shadow.grpc_messages_sanitized").unwrap(), Some(2));
+    assert_eq!(envoy.wasm_metric("mirror_sanitizer.shadow.grpc_messages_dropped").unwrap(), Some(1));
+    assert_eq!(envoy.wasm_metric("mirror_sanitizer.rule.cards.redactions").unwrap(), Some(2), "one card per sanitized message");
+}
+
+#[test]
+fn without_the_descriptor_set_the_same_grpc_copy_is_dropped() {
+    let primary = GrpcService::start(GrpcScript::ok("primary")).unwrap();
+    let shadow = GrpcService::start(GrpcScript::ok("shadow")).unwrap();
+    let envoy = mirrored(primary.addr(), shadow.addr());
+    let call = secret_call();
+    assert_eq!(GrpcClient::new(envoy.listener()).unary("/shop.Cart/Unary", call.clone()).unwrap().code, Code::Ok);
+    assert_eq!(primary.received()[0].call, call);
+    assert_eq!(shadow.wait_for(1, WAIT).unwrap()[0].call, Call::default(), "no field of it reaches the shadow");
+    assert_eq!(envoy.wasm_metric("mirror_sanitizer.shadow.grpc_messages_dropped").unwrap(), Some(1));
+    assert_eq!(envoy.wasm_metric("mirror_sanitizer.shadow.grpc_messages_sanitized").unwrap(), Some(0));
 }

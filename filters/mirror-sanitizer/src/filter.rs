@@ -25,6 +25,7 @@ struct Metrics {
     dropped_unreadable: Option<Metric>,
     rejected: Option<Metric>,
     grpc_messages_dropped: Option<Metric>,
+    grpc_messages_sanitized: Option<Metric>,
     errors: Option<Metric>,
     /// Per rule, in the policy's order: values redacted.
     rules: Vec<Option<Metric>>,
@@ -39,6 +40,7 @@ impl Metrics {
             dropped_unreadable: counter("mirror_sanitizer.shadow.dropped_unreadable"),
             rejected: counter("mirror_sanitizer.shadow.rejected"),
             grpc_messages_dropped: counter("mirror_sanitizer.shadow.grpc_messages_dropped"),
+            grpc_messages_sanitized: counter("mirror_sanitizer.shadow.grpc_messages_sanitized"),
             errors: counter("mirror_sanitizer.errors"),
             rules: policy.rules.iter().map(|r| counter(&format!("mirror_sanitizer.rule.{}.redactions", name_part(&r.name)))).collect(),
         }
@@ -89,9 +91,10 @@ enum State {
     Buffering(BodyKind, Vec<u8>),
     /// A shadow copy whose body is dropped as it arrives.
     Dropping,
-    /// A shadow gRPC call: each message is replaced by an empty one as it
-    /// streams by, the framing kept.
-    Grpc(Reframer),
+    /// A shadow gRPC call, its framing kept: each message is rewritten by
+    /// its type (an index into the policy's schema) when the call's method
+    /// is known, else replaced by an empty one as it streams by.
+    Grpc(Reframer, Option<usize>),
     /// A shadow copy refused or finished.
     Done,
 }
@@ -174,8 +177,15 @@ impl SanitizerStream {
             self.state = State::Done;
             return Ok(Action::Continue);
         }
-        if grpc_framing::is_grpc(header(&headers, "content-type")) {
-            self.state = State::Grpc(Reframer::default());
+        let content_type = header(&headers, "content-type");
+        if grpc_framing::is_grpc(content_type) {
+            // With the call's message type known, its messages are
+            // rewritten field by field; otherwise each is dropped.
+            let input = shared.policy.schema.as_ref().filter(|_| grpc_framing::is_protobuf(content_type)).and_then(|s| s.input_of(header(&headers, ":path").unwrap_or_default()));
+            self.state = match input {
+                Some(message) => State::Grpc(Reframer::rewriting(shared.policy.max_body_bytes), Some(message)),
+                None => State::Grpc(Reframer::default(), None),
+            };
             return Ok(Action::Continue);
         }
         let limit = shared.policy.max_body_bytes;
@@ -237,22 +247,31 @@ impl SanitizerStream {
         }
     }
 
-    /// Passes on one empty message for each message that began in this
-    /// chunk; no byte of a message leaves.
+    /// Passes on what each message that ended in this chunk becomes (its
+    /// sanitized form, or an empty message); no byte of a message leaves
+    /// unsanitized.
     fn reframe(&mut self, host: &dyn Host, size: usize, end_of_stream: bool) -> Result<Action, HostError> {
-        let State::Grpc(reframer) = &mut self.state else { return Ok(Action::Continue) };
-        let before = reframer.messages;
+        let shared = Rc::clone(&self.shared);
+        let State::Grpc(reframer, input) = &mut self.state else { return Ok(Action::Continue) };
+        let (before, dropped_before) = (reframer.messages, reframer.dropped);
+        let mut r = crate::nested::redactor(&shared.policy);
         if size > 0 {
             let chunk = host.buffer(BufferType::RequestBody, 0, size)?.unwrap_or_default();
-            let out = reframer.chunk(&chunk);
+            let out = match (*input, shared.policy.schema.as_ref()) {
+                (Some(message), Some(schema)) => reframer.chunk(&chunk, &mut |m| crate::protobuf::sanitize_message(schema, message, m, &mut r).ok()),
+                _ => reframer.chunk(&chunk, &mut |_| None),
+            };
             host.set_buffer(BufferType::RequestBody, 0, size, &out)?;
         }
-        let dropped = reframer.messages - before;
-        if dropped > 0 {
-            if let Some(m) = &self.shared.metrics.grpc_messages_dropped {
-                m.add(host, i64::try_from(dropped).unwrap_or(i64::MAX));
+        let dropped = reframer.dropped - dropped_before;
+        let sanitized = reframer.messages - before - dropped;
+        let m = &shared.metrics;
+        for (metric, n) in [(&m.grpc_messages_dropped, dropped), (&m.grpc_messages_sanitized, sanitized)] {
+            if let (Some(metric), true) = (metric, n > 0) {
+                metric.add(host, i64::try_from(n).unwrap_or(i64::MAX));
             }
         }
+        self.record(host, &r);
         if end_of_stream {
             self.grpc_done(host);
         }
@@ -260,10 +279,11 @@ impl SanitizerStream {
     }
 
     fn grpc_done(&mut self, host: &dyn Host) {
-        if let State::Grpc(reframer) = &self.state {
+        if let State::Grpc(reframer, _) = &self.state {
             if self.shared.debug {
                 let cut = if reframer.at_boundary() { "" } else { " (cut inside a message)" };
-                host.log(LogLevel::Debug, &format!("mirror-sanitizer: shadow gRPC call {}: {} messages passed on empty{cut}", self.request_id, reframer.messages));
+                let sanitized = reframer.messages - reframer.dropped;
+                host.log(LogLevel::Debug, &format!("mirror-sanitizer: shadow gRPC call {}: {sanitized} messages sanitized, {} passed on empty{cut}", self.request_id, reframer.dropped));
             }
             count(host, self.shared.metrics.sanitized.as_ref());
         }
