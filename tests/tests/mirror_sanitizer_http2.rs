@@ -40,8 +40,20 @@ fn mirrored_with(config: &Value, primary: std::net::SocketAddr, shadow: std::net
     Envoy::start(&bootstrap).unwrap()
 }
 
-fn mirrored(primary: std::net::SocketAddr, shadow: std::net::SocketAddr) -> Envoy {
-    mirrored_with(&config(), primary, shadow)
+/// HTTP/2 primary and shadow upstreams, and an Envoy mirroring to the shadow.
+fn h2_mirror(config: &Value) -> (H2Upstream, H2Upstream, Envoy) {
+    let primary = H2Upstream::start(Script::ok("primary")).unwrap();
+    let shadow = H2Upstream::start(Script::ok("shadow")).unwrap();
+    let envoy = mirrored_with(config, primary.addr(), shadow.addr());
+    (primary, shadow, envoy)
+}
+
+/// The real gRPC service as the primary and as the shadow, and the Envoy.
+fn grpc_mirror(config: &Value) -> (GrpcService, GrpcService, Envoy) {
+    let primary = GrpcService::start(GrpcScript::ok("primary")).unwrap();
+    let shadow = GrpcService::start(GrpcScript::ok("shadow")).unwrap();
+    let envoy = mirrored_with(config, primary.addr(), shadow.addr());
+    (primary, shadow, envoy)
 }
 
 fn order() -> Value {
@@ -52,18 +64,8 @@ fn order() -> Value {
     })
 }
 
-#[test]
-fn an_h2_json_copy_in_many_data_frames_is_sanitized_and_the_primary_is_exact() {
-    let primary = H2Upstream::start(Script::ok("primary")).unwrap();
-    let shadow = H2Upstream::start(Script::ok("shadow")).unwrap();
-    let envoy = mirrored(primary.addr(), shadow.addr());
-    let body = order().to_string().into_bytes();
-    let frames: Vec<Vec<u8>> = body.chunks(97).map(<[u8]>::to_vec).collect();
-    assert!(frames.len() > 50);
-    let response = H2Request::new("POST", "/orders").header("content-type", "application/json").frames(frames).send(envoy.listener()).unwrap();
-    assert_eq!(response.status, 200, "{}", response.body_text());
-    assert_eq!(primary.received()[0].body, body, "the primary, byte for byte");
-    let copy = &shadow.wait_for(1, WAIT).unwrap()[0];
+/// The copy of [`order`] arrived whole, without its secrets.
+fn assert_order_sanitized(copy: &e2e::H2Received) {
     let text = copy.body_text();
     for secret in ["078-05-1120", "hunter2", "4111 1111 1111 1111"] {
         assert!(!text.contains(secret), "{secret} reached the shadow: {text}");
@@ -71,15 +73,26 @@ fn an_h2_json_copy_in_many_data_frames_is_sanitized_and_the_primary_is_exact() {
     let copy_json: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(copy_json["customer"]["name"], "Ada");
     assert_eq!(copy_json["items"].as_array().unwrap().len(), 200, "the whole body");
+}
+
+#[test]
+fn an_h2_json_copy_in_many_data_frames_is_sanitized_and_the_primary_is_exact() {
+    let (primary, shadow, envoy) = h2_mirror(&config());
+    let body = order().to_string().into_bytes();
+    let frames: Vec<Vec<u8>> = body.chunks(97).map(<[u8]>::to_vec).collect();
+    assert!(frames.len() > 50);
+    let response = H2Request::new("POST", "/orders").header("content-type", "application/json").frames(frames).send(envoy.listener()).unwrap();
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    assert_eq!(primary.received()[0].body, body, "the primary, byte for byte");
+    let copy = &shadow.wait_for(1, WAIT).unwrap()[0];
+    assert_order_sanitized(copy);
     assert!(copy.authority.starts_with("localhost-shadow"), "{}", copy.authority);
     assert_eq!(envoy.wasm_metric("mirror_sanitizer.shadow.sanitized").unwrap(), Some(1));
 }
 
 #[test]
 fn an_h2_copy_that_ends_in_trailers_is_sanitized_and_keeps_its_trailers() {
-    let primary = H2Upstream::start(Script::ok("primary")).unwrap();
-    let shadow = H2Upstream::start(Script::ok("shadow")).unwrap();
-    let envoy = mirrored(primary.addr(), shadow.addr());
+    let (primary, shadow, envoy) = h2_mirror(&config());
     let body = order().to_string().into_bytes();
     let frames: Vec<Vec<u8>> = body.chunks(97).map(<[u8]>::to_vec).collect();
     let request = H2Request::new("POST", "/orders")
@@ -94,13 +107,7 @@ fn an_h2_copy_that_ends_in_trailers_is_sanitized_and_keeps_its_trailers() {
     assert_eq!(sent.body, body, "the primary, byte for byte");
     assert_eq!(sent.trailer("x-auth-token"), Some("trailer-token-secret"), "the primary's trailers untouched");
     let copy = &shadow.wait_for(1, WAIT).unwrap()[0];
-    let text = copy.body_text();
-    for secret in ["078-05-1120", "hunter2", "4111 1111 1111 1111"] {
-        assert!(!text.contains(secret), "{secret} reached the shadow: {text}");
-    }
-    let copy_json: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(copy_json["customer"]["name"], "Ada");
-    assert_eq!(copy_json["items"].as_array().unwrap().len(), 200, "the whole body");
+    assert_order_sanitized(copy);
     assert_eq!(copy.trailer("x-checksum"), Some("sha256-abc"), "{:?}", copy.trailers);
     assert_eq!(copy.trailer("x-auth-token"), None, "removed as the header would be: {:?}", copy.trailers);
     assert_eq!(copy.trailer("x-note"), Some("paid with ****1111"), "{:?}", copy.trailers);
@@ -110,9 +117,7 @@ fn an_h2_copy_that_ends_in_trailers_is_sanitized_and_keeps_its_trailers() {
 
 #[test]
 fn an_h2_copy_with_trailers_that_cannot_be_sanitized_loses_its_body_and_keeps_its_trailers() {
-    let primary = H2Upstream::start(Script::ok("primary")).unwrap();
-    let shadow = H2Upstream::start(Script::ok("shadow")).unwrap();
-    let envoy = mirrored(primary.addr(), shadow.addr());
+    let (primary, shadow, envoy) = h2_mirror(&config());
     let broken = br#"{"password":"hunter2","card":"4111 1111 1111 1111""#.to_vec();
     let request = H2Request::new("POST", "/orders")
         .header("content-type", "application/json")
@@ -128,9 +133,7 @@ fn an_h2_copy_with_trailers_that_cannot_be_sanitized_loses_its_body_and_keeps_it
 
 #[test]
 fn a_grpc_copy_keeps_its_framing_with_each_message_dropped() {
-    let primary = GrpcService::start(GrpcScript::ok("primary")).unwrap();
-    let shadow = GrpcService::start(GrpcScript::ok("shadow")).unwrap();
-    let envoy = mirrored(primary.addr(), shadow.addr());
+    let (primary, shadow, envoy) = grpc_mirror(&config());
     let call = Call { name: "card 4111 1111 1111 1111".into(), count: 3, payload: b"ssn=078-05-1120".to_vec(), ..Call::default() };
     let client = GrpcClient::new(envoy.listener()).metadata("x-tenant", "acme");
     let answer = client.unary("/shop.Cart/Unary", call.clone()).unwrap();
@@ -152,9 +155,7 @@ fn a_grpc_copy_keeps_its_framing_with_each_message_dropped() {
 #[test]
 fn a_grpc_copy_of_several_messages_in_cut_frames_keeps_them_all() {
     // Raw HTTP/2: three messages, the frames cut across message boundaries.
-    let primary = H2Upstream::start(Script::ok("primary")).unwrap();
-    let shadow = H2Upstream::start(Script::ok("shadow")).unwrap();
-    let envoy = mirrored(primary.addr(), shadow.addr());
+    let (primary, shadow, envoy) = h2_mirror(&config());
     let messages: Vec<u8> = (0..3)
         .flat_map(|i| e2e::grpc::length_prefixed(&Call { name: format!("secret-{i}-4111111111111111"), count: i, ..Call::default() }))
         .collect();
@@ -177,11 +178,9 @@ fn a_copy_twice_envoys_buffer_limit_is_sanitized_whole_with_or_without_trailers(
     // Envoy buffers 1 MiB by default. The filter holds each emptied chunk
     // (so the trailers callback may write the body) and writes the
     // sanitized body only at the end: the limit never trips on the copy.
-    let primary = H2Upstream::start(Script::ok("primary")).unwrap();
-    let shadow = H2Upstream::start(Script::ok("shadow")).unwrap();
     let mut raised = config();
     raised["maxBodyBytes"] = json!(4 * 1024 * 1024);
-    let envoy = mirrored_with(&raised, primary.addr(), shadow.addr());
+    let (primary, shadow, envoy) = h2_mirror(&raised);
     let pad = "y".repeat(2 * 1024 * 1024);
     let big = json!({ "password": "huge-secret-pw", "pad": pad }).to_string().into_bytes();
     for (n, trailers) in [(1, false), (2, true)] {
@@ -279,12 +278,10 @@ fn secret_call() -> Call {
 
 #[test]
 fn with_the_descriptor_set_a_grpc_copy_is_sanitized_field_by_field() {
-    let primary = GrpcService::start(GrpcScript::ok("primary")).unwrap();
-    let shadow = GrpcService::start(GrpcScript::ok("shadow")).unwrap();
     let mut with_set = config();
     with_set["protoDescriptorBin"] = json!(shop_descriptor_set());
     with_set["hashKey"] = json!({ "value": "a-test-key-0123456789" });
-    let envoy = mirrored_with(&with_set, primary.addr(), shadow.addr());
+    let (primary, shadow, envoy) = grpc_mirror(&with_set);
     let client = GrpcClient::new(envoy.listener());
     let call = secret_call();
     let answer = client.unary("/shop.Cart/Unary", call.clone()).unwrap();
@@ -321,9 +318,7 @@ fn with_the_descriptor_set_a_grpc_copy_is_sanitized_field_by_field() {
 
 #[test]
 fn without_the_descriptor_set_the_same_grpc_copy_is_dropped() {
-    let primary = GrpcService::start(GrpcScript::ok("primary")).unwrap();
-    let shadow = GrpcService::start(GrpcScript::ok("shadow")).unwrap();
-    let envoy = mirrored(primary.addr(), shadow.addr());
+    let (primary, shadow, envoy) = grpc_mirror(&config());
     let call = secret_call();
     assert_eq!(GrpcClient::new(envoy.listener()).unary("/shop.Cart/Unary", call.clone()).unwrap().code, Code::Ok);
     assert_eq!(primary.received()[0].call, call);

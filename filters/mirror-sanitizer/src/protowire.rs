@@ -148,6 +148,29 @@ pub fn put_number(out: &mut Vec<u8>, number: u32, wire: Wire, value: u64) {
     }
 }
 
+/// Damaged copies of good bytes, for the readers' never-panic tests.
+#[cfg(test)]
+pub mod damage {
+    /// Calls `f` with every truncation of `good`, then with `n` copies each
+    /// with one byte changed (a fixed-seed xorshift picks where and what).
+    pub fn each_damaged(good: &[u8], mut seed: u64, n: usize, mut f: impl FnMut(&[u8])) {
+        for cut in 0..good.len() {
+            f(&good[..cut]);
+        }
+        for _ in 0..n {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut bad = good.to_vec();
+            let at = (seed as usize) % bad.len().max(1);
+            if let Some(b) = bad.get_mut(at) {
+                *b = (seed >> 32) as u8;
+            }
+            f(&bad);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
