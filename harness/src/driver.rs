@@ -44,6 +44,8 @@ struct Slot {
     skip: bool,
     /// Body this filter holds (it paused a body callback).
     pending: Vec<u8>,
+    /// Its last body callback paused: Envoy keeps its body buffer open to it.
+    buffering: bool,
 }
 
 /// The maps as the stream carries them between filters.
@@ -92,7 +94,13 @@ pub fn run(chain: &mut [Plugin], request: &Request, upstream: &UpstreamResponse)
     let slots = chain.iter().map(|_| Slot::default()).collect();
     let mut driver = Driver {
         chain,
-        client: ClientSide { head: request.method.eq_ignore_ascii_case("HEAD"), close: request.close_connection, body_unread: false },
+        client: ClientSide {
+            head: request.method.eq_ignore_ascii_case("HEAD"),
+            close: request.close_connection,
+            body_unread: false,
+            http2: request.http2,
+            grpc: request.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("content-type") && envoy_codec::is_grpc_content_type(v)),
+        },
         request_ended: false,
         slots,
         maps: Maps { request_headers: request.header_map(), ..Maps::default() },
@@ -290,15 +298,27 @@ impl Driver<'_> {
         self.body(Dir::Request, &request.body, !request.trailers.is_empty())
     }
 
-    /// Delivers a body as Envoy's HTTP/1 codec does: each chunk as it
+    /// Delivers a body as Envoy's codecs do: over HTTP/1 each chunk as it
     /// arrives (not the end of stream), then the end of stream as an empty
-    /// callback, unless trailers end the stream instead.
+    /// callback; over HTTP/2 the last DATA frame carries the end of stream.
+    /// Trailers end the stream instead, where there are any.
     fn body(&mut self, dir: Dir, chunks: &[Vec<u8>], has_trailers: bool) -> Result<(), Stop> {
         if chunks.is_empty() && !has_trailers {
             return Ok(());
         }
-        for chunk in chunks {
-            self.push_body(dir, 0, chunk.clone(), false)?;
+        let last_ends = self.client.http2 && !has_trailers;
+        let name = if dir == Dir::Request { "request" } else { "response" };
+        for (n, chunk) in chunks.iter().enumerate() {
+            let end = last_ends && n + 1 == chunks.len();
+            if end && dir == Dir::Request {
+                self.request_ended = true;
+            }
+            if let (Some(i), true) = (self.push_body(dir, 0, chunk.clone(), end)?, end) {
+                return Err(Stop::Stall(format!("filter {i} paused the {name} body at end of stream and never resumed")));
+            }
+        }
+        if last_ends {
+            return Ok(());
         }
         if dir == Dir::Request {
             self.request_ended = true;
@@ -306,7 +326,6 @@ impl Driver<'_> {
         if has_trailers {
             return self.trailers(dir);
         }
-        let name = if dir == Dir::Request { "request" } else { "response" };
         match self.push_body(dir, 0, Vec::new(), true)? {
             Some(i) => Err(Stop::Stall(format!("filter {i} paused the {name} body at end of stream and never resumed"))),
             None => Ok(()),
@@ -342,6 +361,9 @@ impl Driver<'_> {
             // even after the filter paused on it (seen in Envoy 1.40).
             let access = Access::default();
             let step = self.step(i, callback, &args, access, Some((dir, &mut body)));
+            if let Some(slot) = self.slots.get_mut(i) {
+                slot.buffering = matches!(step, Step::Pause);
+            }
             match step {
                 Step::Continue => data = body,
                 Step::Pause => {
@@ -368,10 +390,16 @@ impl Driver<'_> {
                 continue;
             }
             let count = if dir == Dir::Request { self.maps.request_trailers.len() } else { self.maps.response_trailers.len() };
-            match self.step(i, callback, &[self.context(i), count as i32], access, None) {
+            // A filter that paused its body finds what Envoy buffered for it
+            // in its body buffer, and may rewrite it, as Envoy's decoding
+            // buffer is open to it there; one that passed its body on finds
+            // none.
+            let buffering = self.slots.get(i).is_some_and(|s| s.buffering);
+            let mut held = self.slots.get_mut(i).map(|s| std::mem::take(&mut s.pending)).unwrap_or_default();
+            let body = if buffering { Some((dir, &mut held)) } else { None };
+            match self.step(i, callback, &[self.context(i), count as i32], access, body) {
                 Step::Continue => {
                     // Body the filter held goes on ahead of the trailers.
-                    let held = self.slots.get_mut(i).map(|s| std::mem::take(&mut s.pending)).unwrap_or_default();
                     if !held.is_empty() {
                         if let Some(j) = self.push_body(dir, position + 1, held, false)? {
                             return Err(Stop::Stall(format!("filter {j} paused the body before the trailers and never resumed")));
@@ -404,7 +432,7 @@ impl Driver<'_> {
             method: pseudo(headers, ":method"),
             path: pseudo(headers, ":path"),
             authority: pseudo(headers, ":authority"),
-            headers: envoy_codec::upstream_request(regular(headers), had_body, route_timeout_ms),
+            headers: envoy_codec::upstream_request(regular(headers), had_body, route_timeout_ms, self.client.http2),
             body,
             trailers: text(&self.maps.request_trailers),
         });
@@ -459,10 +487,11 @@ impl Driver<'_> {
         if let Some(i) = from {
             self.out.local_response = Some((i, reply.clone()));
         }
-        self.maps.response_headers = reply_headers(&reply);
+        self.maps.response_headers = reply_headers(&reply, self.client);
         self.maps.response_trailers = Vec::new();
-        // Envoy answers HEAD with the headers alone (content-length kept).
-        let body = if reply.body.is_empty() || self.client.head { Vec::new() } else { vec![reply.body.clone()] };
+        // Envoy answers HEAD with the headers alone (content-length kept),
+        // and a gRPC call with them alone (its body became grpc-message).
+        let body = if reply.body.is_empty() || self.client.head || self.client.grpc { Vec::new() } else { vec![reply.body.clone()] };
         if let Err(stop) = self.encode(&body, false) {
             self.finish_response(stop);
             return;
@@ -475,8 +504,8 @@ impl Driver<'_> {
         match stop {
             Stop::Reply(i, reply) => {
                 self.out.local_response = Some((i, reply.clone()));
-                self.maps.response_headers = reply_headers(&reply);
-                self.response_sink = reply.body;
+                self.maps.response_headers = reply_headers(&reply, self.client);
+                self.response_sink = if self.client.grpc { Vec::new() } else { reply.body };
                 self.respond();
             }
             Stop::Stall(why) => self.out.stalled = Some(why),
@@ -535,7 +564,12 @@ impl Driver<'_> {
 /// The headers of a local reply as Envoy 1.40 builds them: status, the
 /// filter's headers, then, for a body, its length and type. (Without a
 /// body the HTTP/1 codec writes `content-length: 0` after the whole map.)
-fn reply_headers(reply: &LocalResponse) -> HeaderMap {
+/// A gRPC call gets gRPC's trailers-only form instead.
+fn reply_headers(reply: &LocalResponse, client: ClientSide) -> HeaderMap {
+    if client.grpc {
+        let grpc_status = u32::try_from(reply.grpc_status).ok();
+        return envoy_codec::grpc_local_reply(reply.status, &reply.headers, grpc_status, &reply.body, client.head);
+    }
     let mut map: HeaderMap = vec![(":status".into(), reply.status.to_string().into_bytes())];
     for (k, v) in &reply.headers {
         map.push((k.to_ascii_lowercase(), v.clone().into_bytes()));

@@ -257,6 +257,9 @@ pub struct RequestSpec {
     pub trailers: Pairs,
     #[serde(default)]
     pub properties: BTreeMap<String, PropertyValue>,
+    /// An HTTP/2 client through an HTTP/2 cluster (`Request::http2`).
+    #[serde(default)]
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -503,6 +506,9 @@ impl RequestSpec {
         }
         for (name, value) in &self.properties {
             request.properties.insert(split_path(name), value.clone());
+        }
+        if self.http2 {
+            request = request.http2();
         }
         request
     }

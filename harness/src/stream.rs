@@ -10,7 +10,7 @@ pub use crate::call_reply::CallReply;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-/// A request as a client sends it over HTTP/1.1.
+/// A request as a client sends it over HTTP/1.1 (or HTTP/2: [`Request::http2`]).
 #[derive(Debug, Clone)]
 pub struct Request {
     pub method: String,
@@ -32,6 +32,8 @@ pub struct Request {
     /// The client asked to close the connection after this request
     /// (`connection: close`, which Envoy takes off before the filters).
     pub close_connection: bool,
+    /// The client and the upstream speak HTTP/2 (see [`Request::http2`]).
+    pub http2: bool,
 }
 
 impl Request {
@@ -48,7 +50,18 @@ impl Request {
             request_id: "00000000-0000-4000-8000-000000000001".to_string(),
             calls: HashMap::new(),
             close_connection: false,
+            http2: false,
         }
+    }
+
+    /// The stream as an HTTP/2 client sends it through HTTP/2 clusters
+    /// (h2c, as sidecars speak): the last DATA frame ends the stream (no
+    /// empty end-of-stream callback after the body), no `content-length`
+    /// unless a header gives one, and no framing header added towards the
+    /// upstream or the client.
+    pub fn http2(mut self) -> Self {
+        self.http2 = true;
+        self
     }
 
     pub fn get(path: &str) -> Self {
@@ -117,7 +130,7 @@ impl Request {
             map.push((k.clone(), v.clone().into_bytes()));
         }
         let has = |name: &str| self.headers.iter().any(|(k, _)| k == name);
-        if !self.body.is_empty() && !has("content-length") && !has("transfer-encoding") {
+        if !self.http2 && !self.body.is_empty() && !has("content-length") && !has("transfer-encoding") {
             let len: usize = self.body.iter().map(Vec::len).sum();
             map.push(("content-length".into(), len.to_string().into_bytes()));
         }

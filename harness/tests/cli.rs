@@ -72,6 +72,22 @@ fn run_with_a_failed_expectation_exits_1_and_says_so() {
 }
 
 #[test]
+fn an_http2_request_in_a_scenario_gets_no_framing_headers() {
+    // Over HTTP/1.1 the client's content-length frames the same body.
+    let text = |http2: bool| {
+        format!(
+            "wasm: {}\nplugin:\n  config: {{ requestHeaders: {{ x-stamp: hello }} }}\nrequests:\n  - request: {{ method: POST, path: /, chunks: [a, b], http2: {http2} }}\n    expect:\n      upstream: {{ headers: {{ content-length: null, transfer-encoding: null }}, body: ab }}\n",
+            stamp_wasm().display()
+        )
+    };
+    let out = harness(&workspace(), &["run", scenario("http2.yaml", &text(true)).to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    let out = harness(&workspace(), &["run", scenario("http1.yaml", &text(false)).to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "over HTTP/1.1 it has a length: {}", stdout(&out));
+    assert!(stdout(&out).contains("content-length"), "{}", stdout(&out));
+}
+
+#[test]
 fn run_of_a_malformed_scenario_exits_2_naming_file_line_and_field() {
     let text = format!("wasm: {}\nrequests:\n  - request:\n      path: /\n    expect:\n      statuss: 200\n", stamp_wasm().display());
     let path = scenario("malformed.yaml", &text);

@@ -1,11 +1,14 @@
 //! Runs one case through the harness and through the real Envoy, with the
 //! same module, configuration, request and upstream answer, and reduces both
-//! to what can be compared: what the upstream saw and what the client got.
+//! to what can be compared: what the upstream saw and what the client got,
+//! over HTTP/1.1 or (a client and a cluster speaking h2c) HTTP/2.
 
 use crate::bootstrap::{Bootstrap, Route, WasmFilter};
 use crate::client::Request;
 use crate::envoy::{wasm_module, Envoy};
 use crate::error::KitError;
+use crate::h2_client::H2Request;
+use crate::h2_upstream::H2Upstream;
 use crate::upstream::{Framing, Script, Upstream};
 use serde_json::Value;
 use std::time::Duration;
@@ -28,6 +31,8 @@ pub struct Seen {
     pub status: u16,
     pub response_headers: Vec<(String, String)>,
     pub response_body: Vec<u8>,
+    /// The request's trailers as the upstream received them (HTTP/2).
+    pub upstream_trailers: Vec<(String, String)>,
     /// The module's HTTP call as the `callout` cluster received it.
     pub call: Option<UpstreamSeen>,
     /// Values of the metrics the case names, in its order.
@@ -103,6 +108,45 @@ pub struct Case {
     /// A second cluster, `callout`, that the module may call; it answers
     /// this body with status 200 and `x-callout: yes`.
     pub callout: Option<Vec<u8>>,
+    /// The client and the upstream speak HTTP/2 (h2c); the body goes as
+    /// one DATA frame, followed by `trailers` if any.
+    pub http2: bool,
+    pub trailers: Vec<(&'static str, &'static str)>,
+}
+
+/// The upstream of a case, over either protocol.
+enum Peer {
+    Http1(Upstream),
+    Http2(H2Upstream),
+}
+
+impl Peer {
+    fn addr(&self) -> std::net::SocketAddr {
+        match self {
+            Peer::Http1(u) => u.addr(),
+            Peer::Http2(u) => u.addr(),
+        }
+    }
+
+    fn count(&self) -> usize {
+        match self {
+            Peer::Http1(u) => u.received().len(),
+            Peer::Http2(u) => u.received().len(),
+        }
+    }
+
+    /// The n-th request it received, and its trailers. Over HTTP/2 the
+    /// authority stands where HTTP/1's `host` header does.
+    fn seen(&self, n: usize) -> Option<(UpstreamSeen, Vec<(String, String)>)> {
+        match self {
+            Peer::Http1(u) => u.received().get(n).map(|r| ((r.method.clone(), r.path.clone(), keep(&r.headers), r.body.clone()), Vec::new())),
+            Peer::Http2(u) => u.received().get(n).map(|r| {
+                let mut headers = vec![("host".to_string(), r.authority.clone())];
+                headers.extend(keep(&r.headers));
+                ((r.method.clone(), r.path.clone(), headers, r.body.clone()), keep(&r.trailers))
+            }),
+        }
+    }
 }
 
 impl Case {
@@ -131,7 +175,20 @@ impl Case {
             before: 0,
             before_headers: Vec::new(),
             callout: None,
+            http2: false,
+            trailers: Vec::new(),
         }
+    }
+
+    /// The same case with an HTTP/2 client and an HTTP/2 cluster.
+    pub fn http2(mut self) -> Self {
+        self.http2 = true;
+        self
+    }
+
+    pub fn trailer(mut self, name: &'static str, value: &'static str) -> Self {
+        self.trailers.push((name, value));
+        self
     }
 
     pub fn request(mut self, method: &'static str, path: &'static str, body: &[u8]) -> Self {
@@ -149,6 +206,11 @@ impl Case {
     /// The upstream's headers as the kit's upstream sends them.
     fn upstream_headers(&self) -> Vec<(String, String)> {
         let mut headers = vec![("content-type".to_string(), "text/plain".to_string())];
+        if self.http2 {
+            // The kit's HTTP/2 upstream frames its body by DATA frames alone.
+            headers.push(("x-upstream-identity".into(), "upstream".into()));
+            return headers;
+        }
         match self.upstream_framing {
             Framing::ContentLength => headers.push(("content-length".into(), self.upstream_body.len().to_string())),
             Framing::Chunked(_) => headers.push(("transfer-encoding".into(), "chunked".into())),
@@ -174,7 +236,7 @@ impl Case {
         let mut script = Script::ok("upstream").framed(self.upstream_framing);
         script.statuses = vec![self.upstream_status];
         script.body = self.upstream_body.clone();
-        let upstream = Upstream::start(script)?;
+        let upstream = if self.http2 { Peer::Http2(H2Upstream::start(script)?) } else { Peer::Http1(Upstream::start(script)?) };
         // A short reload backoff, so FAIL_RELOAD reloads on the next request.
         // (Not below 2 ms: Envoy 1.40 dies of SIGFPE computing the jitter of
         // a 1 ms backoff when it reloads.)
@@ -188,7 +250,8 @@ impl Case {
         if let Some(ms) = self.route_timeout_ms {
             route = route.timeout_ms(u64::from(ms));
         }
-        let mut bootstrap = Bootstrap::new().cluster("upstream", upstream.addr()).route(route).filter(filter);
+        let bootstrap = if self.http2 { Bootstrap::new().h2_cluster("upstream", upstream.addr()) } else { Bootstrap::new().cluster("upstream", upstream.addr()) };
+        let mut bootstrap = bootstrap.route(route).filter(filter);
         for native in &self.native_filters {
             bootstrap = bootstrap.native_filter(native.clone());
         }
@@ -219,11 +282,26 @@ impl Case {
             before.send(envoy.listener()).map_err(with_log)?;
         }
         std::thread::sleep(Duration::from_millis(2 * RELOAD_BACKOFF_MS).max(self.wait));
-        let seen_before = upstream.received().len();
-        let response = envoy.send(&request).map_err(with_log)?;
+        let seen_before = upstream.count();
+        let (status, response_headers, response_body) = if self.http2 {
+            let mut h2 = H2Request::new(self.method, self.path).frames(if self.body.is_empty() { Vec::new() } else { vec![self.body.clone()] });
+            for (k, v) in &self.headers {
+                h2 = h2.header(k, v);
+            }
+            for (k, v) in &self.trailers {
+                h2 = h2.trailer(k, v);
+            }
+            let r = h2.send(envoy.listener()).map_err(with_log)?;
+            (r.status, r.headers, r.body)
+        } else {
+            let r = envoy.send(&request).map_err(with_log)?;
+            (r.status, r.message.headers, r.message.body)
+        };
         // The upstream request, if any, has arrived by the time the client has its answer.
-        let received = upstream.received();
-        let upstream_seen = received.get(seen_before).map(|r| (r.method.clone(), r.path.clone(), keep(&r.headers), r.body.clone()));
+        let (upstream_seen, upstream_trailers) = match upstream.seen(seen_before) {
+            Some((seen, trailers)) => (Some(seen), trailers),
+            None => (None, Vec::new()),
+        };
         std::thread::sleep(Duration::from_millis(50));
         let call = callout.as_ref().and_then(|c| c.received().into_iter().last()).map(|r| (r.method.clone(), r.path.clone(), keep(&r.headers), r.body));
         let mut metrics = Vec::new();
@@ -234,9 +312,10 @@ impl Case {
         let logs = self.log_marker.map(|marker| envoy_log_lines(&log, marker)).unwrap_or_default();
         let seen = Seen {
             upstream: upstream_seen,
-            status: response.status,
-            response_headers: keep(&response.message.headers),
-            response_body: response.message.body.clone(),
+            status,
+            response_headers: keep(&response_headers),
+            response_body,
+            upstream_trailers,
             call,
             metrics,
             logs,
@@ -279,10 +358,15 @@ impl Case {
         for (k, v) in &self.headers {
             request = request.header(k, v);
         }
-        if !self.keep_alive {
+        if self.http2 {
+            request = request.http2();
+        } else if !self.keep_alive {
             request = request.header("connection", "close");
         }
         request = request.body(self.body.clone());
+        for (k, v) in &self.trailers {
+            request = request.trailer(k, v);
+        }
         let mut upstream = harness::UpstreamResponse::status(self.upstream_status);
         if let Some(ms) = self.route_timeout_ms {
             upstream = upstream.route_timeout_ms(ms);
@@ -331,6 +415,7 @@ impl Case {
             status: response.status,
             response_headers: keep(&response.headers),
             response_body: response.body.clone(),
+            upstream_trailers: outcome.upstream.as_ref().map(|u| keep(&u.trailers)).unwrap_or_default(),
             call,
             metrics,
             logs,

@@ -33,6 +33,28 @@ pub struct Call {
     pub count: u32,
     #[prost(bytes = "vec", tag = "3")]
     pub payload: Vec<u8>,
+    /// Who places the call: a nested message (for field-level redaction).
+    #[prost(message, optional, tag = "4")]
+    pub customer: Option<Customer>,
+    /// Free-form attributes: a protobuf map.
+    #[prost(btree_map = "string, string", tag = "5")]
+    pub attributes: std::collections::BTreeMap<String, String>,
+    /// A repeated string.
+    #[prost(string, repeated, tag = "6")]
+    pub notes: Vec<String>,
+}
+
+/// The customer in a [`Call`].
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Customer {
+    #[prost(string, tag = "1")]
+    pub email: String,
+    #[prost(string, tag = "2")]
+    pub password: String,
+    #[prost(string, tag = "3")]
+    pub display_name: String,
+    #[prost(int64, tag = "4")]
+    pub customer_id: i64,
 }
 
 /// The reply message.

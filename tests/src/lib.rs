@@ -43,7 +43,7 @@ pub use bootstrap::{Bootstrap, ListenerTls, Route, WasmFilter};
 pub use client::{Request, Response};
 pub use envoy::{wasm_module, workspace_root, Envoy};
 pub use error::KitError;
-pub use grpc::{Call, GrpcAnswer, GrpcClient, GrpcReceived, GrpcScript, GrpcService, Reply};
+pub use grpc::{Call, Customer, GrpcAnswer, GrpcClient, GrpcReceived, GrpcScript, GrpcService, Reply};
 pub use h2_client::{H2Request, H2Response};
 pub use h2_upstream::{H2Received, H2Upstream};
 pub use tls::{Credential, Pki, TlsStream};

@@ -199,6 +199,9 @@ fn mirror_sanitizer() -> Corpus {
         r#"{"onUnsanitizable":"pass"}"#,
         r#"{"builtinRules":false}"#,
         r#"{"rules":[{"fields":["a"],"colour":"red"}]}"#,
+        r#"{"protoDescriptorBin":"%%%"}"#,
+        r#"{"protoDescriptorBin":""}"#,
+        r#"{"protoDescriptorBin":7}"#,
     ];
     Corpus {
         filter: "mirror-sanitizer",
@@ -206,6 +209,8 @@ fn mirror_sanitizer() -> Corpus {
             json!({}),
             json!({ "shadow": { "match": "header", "header": "x-shadow", "removeHeader": false }, "rules": [{ "headers": ["cookie"], "mode": "remove" }] }),
             json!({ "hashKey": { "env": HASH_KEY_ENV }, "rules": [{ "cookies": ["uid"], "mode": "hash" }], "onUnsanitizable": "reject" }),
+            // package p; message M {} service S { rpc C(M) returns (M); }
+            json!({ "protoDescriptorBin": "CicKB3AucHJvdG8SAXAiAwoBTTIUCgFTEg8KAUMSBC5wLk0aBC5wLk0=" }),
         ],
         refused: refused.iter().map(|t| parse(t)).collect(),
         schema_cannot: vec![
@@ -213,6 +218,7 @@ fn mirror_sanitizer() -> Corpus {
             (parse(r#"{"rules":[{"patterns":["a*"]}]}"#), "a regex that matches the empty string"),
             (parse(r#"{"rules":[{"name":"a","fields":["a"]},{"name":"a","fields":["b"]}]}"#), "rule names unique"),
             (json!({ "hashKey": { "env": "NOT_SET_ANYWHERE" } }), "the key's variable must be set in the proxy's environment"),
+            (json!({ "protoDescriptorBin": "CgkKB3AucHJvdG8=" }), "a descriptor set that declares a service, its types resolvable"),
         ],
     }
 }

@@ -3,6 +3,7 @@
 //! with a body that cannot be sanitized. Compiled once into a `Policy`;
 //! every error names its field (`rules[2].pathSegments[0]: …`).
 
+use crate::descriptor::Schema;
 use crate::detect::{scan_profiled, Builtin, Detector, Profile};
 use crate::names::{verdict_by_words, Allowlist, NameKind, NameSelector, NameVerdict, Selection, DEFAULT_ALLOWED_HEADERS};
 use crate::vocabulary::{Vocabulary, CREDENTIAL, IDENTIFIER, PERSONAL};
@@ -236,6 +237,9 @@ struct PolicySpec {
     hash_key: Option<HashKeySpec>,
     vocabulary: Option<VocabularySpec>,
     allowlist: Option<AllowlistSpec>,
+    /// A serialized `FileDescriptorSet`, base64 (Envoy's gRPC-JSON
+    /// transcoder calls its field `proto_descriptor_bin`).
+    proto_descriptor_bin: Option<String>,
 }
 
 /// How the filter tells a shadow copy from the primary request.
@@ -286,6 +290,9 @@ pub struct Policy {
     /// Rules that select names by their words, in rule order.
     pub name_selectors: Vec<(NameSelector, usize)>,
     pub allowlist: Option<Allowlist>,
+    /// The protobuf schema of gRPC calls (`protoDescriptorBin`): their
+    /// messages are sanitized by field; without it they are dropped.
+    pub schema: Option<Schema>,
     /// Names seen before, per kind (bounded): names repeat across requests.
     known: [RefCell<HashMap<String, Known, FnvBuild>>; NameKind::COUNT],
 }
@@ -473,6 +480,10 @@ fn compile(spec: PolicySpec, env: &dyn Fn(&str) -> Option<String>) -> Result<Pol
         vocabulary: compile_vocabulary(&root.field("vocabulary"), spec.vocabulary.unwrap_or_default())?,
         name_selectors: Vec::new(),
         allowlist: None,
+        schema: match spec.proto_descriptor_bin {
+            None => None,
+            Some(text) => Some(compile_schema(&root.field("protoDescriptorBin"), &text)?),
+        },
         known: Default::default(),
     };
     for (i, rule) in specs.into_iter().enumerate() {
@@ -493,6 +504,18 @@ fn compile(spec: PolicySpec, env: &dyn Fn(&str) -> Option<String>) -> Result<Pol
         }
     }
     Ok(policy)
+}
+
+fn compile_schema(path: &FieldPath, text: &str) -> Result<Schema, ConfigError> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| path.error(format!("not base64 ({e}); give the bytes of protoc --include_imports --descriptor_set_out in base64")))?;
+    let schema = Schema::decode(&bytes).map_err(|e| path.error(format!("not a FileDescriptorSet: {e}")))?;
+    if schema.methods.is_empty() {
+        return Err(path.error("the descriptor set declares no service method: no gRPC call could be read by it"));
+    }
+    Ok(schema)
 }
 
 fn compile_vocabulary(path: &FieldPath, spec: VocabularySpec) -> Result<Vocabulary, ConfigError> {
@@ -805,6 +828,12 @@ mod tests {
             (r#"{"allowlist":{"names":["_"]}}"#, "allowlist.names[0]: \"_\" has no words"),
             (r#"{"allowlist":{"headers":["X-A"]}}"#, "allowlist.headers[0]: \"X-A\" is not a lower-case header name"),
             (r#"{"allowlist":{},"rules":[{"name":"allowlist","fields":["a"]}]}"#, "allowlist: a rule is already named \"allowlist\""),
+            (r#"{"protoDescriptorBin":"%%%"}"#, "protoDescriptorBin: not base64"),
+            (r#"{"protoDescriptorBin":""}"#, "protoDescriptorBin: not a FileDescriptorSet: holds no file"),
+            // Base64 of a file whose message field names a type not in the set.
+            (r#"{"protoDescriptorBin":"Ci8KB3AucHJvdG8SAXAiEwoBTRIOCgFhGAEgASgLMgMuWFgyDAoBUxIHCgFDEgIuTQ=="}"#, "protoDescriptorBin: not a FileDescriptorSet: message p.M: field a: type .XX is not in the set"),
+            (r#"{"protoDescriptorBin":"CgkKB3AucHJvdG8="}"#, "protoDescriptorBin: the descriptor set declares no service method"),
+            (r#"{"protoDescriptorBin":7}"#, "protoDescriptorBin: invalid type"),
         ];
         for (json, want) in cases {
             let err = parse(json).unwrap_err();
@@ -816,6 +845,17 @@ mod tests {
     fn a_config_error_never_shows_the_key() {
         let err = parse(r#"{"hashKey":{"value":"tiny-secret"}}"#).unwrap_err();
         assert!(!err.contains("tiny-secret"), "{err}");
+    }
+
+    #[test]
+    fn a_descriptor_set_maps_methods_to_messages() {
+        use base64::Engine as _;
+        let set = base64::engine::general_purpose::STANDARD.encode(crate::descriptor::build::shop());
+        let p = parse(&format!(r#"{{"protoDescriptorBin":"{set}"}}"#)).unwrap();
+        let schema = p.schema.unwrap();
+        let order = schema.input_of("/shop.Orders/Place").unwrap();
+        assert_eq!(schema.messages[order].name, "shop.Order");
+        assert!(parse("{}").unwrap().schema.is_none());
     }
 
     #[test]

@@ -25,6 +25,7 @@ struct Metrics {
     dropped_unreadable: Option<Metric>,
     rejected: Option<Metric>,
     grpc_messages_dropped: Option<Metric>,
+    grpc_messages_sanitized: Option<Metric>,
     errors: Option<Metric>,
     /// Per rule, in the policy's order: values redacted.
     rules: Vec<Option<Metric>>,
@@ -39,6 +40,7 @@ impl Metrics {
             dropped_unreadable: counter("mirror_sanitizer.shadow.dropped_unreadable"),
             rejected: counter("mirror_sanitizer.shadow.rejected"),
             grpc_messages_dropped: counter("mirror_sanitizer.shadow.grpc_messages_dropped"),
+            grpc_messages_sanitized: counter("mirror_sanitizer.shadow.grpc_messages_sanitized"),
             errors: counter("mirror_sanitizer.errors"),
             rules: policy.rules.iter().map(|r| counter(&format!("mirror_sanitizer.rule.{}.redactions", name_part(&r.name)))).collect(),
         }
@@ -89,9 +91,10 @@ enum State {
     Buffering(BodyKind, Vec<u8>),
     /// A shadow copy whose body is dropped as it arrives.
     Dropping,
-    /// A shadow gRPC call: each message is replaced by an empty one as it
-    /// streams by, the framing kept.
-    Grpc(Reframer),
+    /// A shadow gRPC call, its framing kept: each message is rewritten by
+    /// its type (an index into the policy's schema) when the call's method
+    /// is known, else replaced by an empty one as it streams by.
+    Grpc(Reframer, Option<usize>),
     /// A shadow copy refused or finished.
     Done,
 }
@@ -103,6 +106,25 @@ struct SanitizerStream {
 }
 
 impl Context for SanitizerStream {}
+
+/// Writes header edits into a map (the request headers, or its trailers).
+fn apply_edits(host: &dyn Host, map: MapType, edits: &[HeaderEdit]) -> Result<(), HostError> {
+    for edit in edits {
+        match edit {
+            HeaderEdit::Remove(name) => host.remove_header(map, name)?,
+            HeaderEdit::Set(name, values) => match values.as_slice() {
+                [one] => host.replace_header(map, name, one)?,
+                many => {
+                    host.remove_header(map, name)?;
+                    for v in many {
+                        host.add_header(map, name, v)?;
+                    }
+                }
+            },
+        }
+    }
+    Ok(())
+}
 
 fn header<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h str> {
     headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok())
@@ -135,21 +157,7 @@ impl SanitizerStream {
         let headers = host.headers(MapType::RequestHeaders)?;
         self.request_id = header(&headers, "x-request-id").unwrap_or_default().chars().take(64).collect();
         let mut r = crate::nested::redactor(&shared.policy);
-        let edits = sanitize_headers(&headers, &shared.policy.shadow, &mut r);
-        for edit in &edits {
-            match edit {
-                HeaderEdit::Remove(name) => host.remove_header(MapType::RequestHeaders, name)?,
-                HeaderEdit::Set(name, values) => match values.as_slice() {
-                    [one] => host.replace_header(MapType::RequestHeaders, name, one)?,
-                    many => {
-                        host.remove_header(MapType::RequestHeaders, name)?;
-                        for v in many {
-                            host.add_header(MapType::RequestHeaders, name, v)?;
-                        }
-                    }
-                },
-            }
-        }
+        apply_edits(host, MapType::RequestHeaders, &sanitize_headers(&headers, &shared.policy.shadow, &mut r))?;
         self.record(host, &r);
         if shared.debug {
             host.log(LogLevel::Debug, &format!("mirror-sanitizer: shadow request {}: {} header values redacted", self.request_id, r.total()));
@@ -169,8 +177,15 @@ impl SanitizerStream {
             self.state = State::Done;
             return Ok(Action::Continue);
         }
-        if grpc_framing::is_grpc(header(&headers, "content-type")) {
-            self.state = State::Grpc(Reframer::default());
+        let content_type = header(&headers, "content-type");
+        if grpc_framing::is_grpc(content_type) {
+            // With the call's message type known, its messages are
+            // rewritten field by field; otherwise each is dropped.
+            let input = shared.policy.schema.as_ref().filter(|_| grpc_framing::is_protobuf(content_type)).and_then(|s| s.input_of(header(&headers, ":path").unwrap_or_default()));
+            self.state = match input {
+                Some(message) => State::Grpc(Reframer::rewriting(shared.policy.max_body_bytes), Some(message)),
+                None => State::Grpc(Reframer::default(), None),
+            };
             return Ok(Action::Continue);
         }
         let limit = shared.policy.max_body_bytes;
@@ -232,22 +247,31 @@ impl SanitizerStream {
         }
     }
 
-    /// Passes on one empty message for each message that began in this
-    /// chunk; no byte of a message leaves.
+    /// Passes on what each message that ended in this chunk becomes (its
+    /// sanitized form, or an empty message); no byte of a message leaves
+    /// unsanitized.
     fn reframe(&mut self, host: &dyn Host, size: usize, end_of_stream: bool) -> Result<Action, HostError> {
-        let State::Grpc(reframer) = &mut self.state else { return Ok(Action::Continue) };
-        let before = reframer.messages;
+        let shared = Rc::clone(&self.shared);
+        let State::Grpc(reframer, input) = &mut self.state else { return Ok(Action::Continue) };
+        let (before, dropped_before) = (reframer.messages, reframer.dropped);
+        let mut r = crate::nested::redactor(&shared.policy);
         if size > 0 {
             let chunk = host.buffer(BufferType::RequestBody, 0, size)?.unwrap_or_default();
-            let out = reframer.chunk(&chunk);
+            let out = match (*input, shared.policy.schema.as_ref()) {
+                (Some(message), Some(schema)) => reframer.chunk(&chunk, &mut |m| crate::protobuf::sanitize_message(schema, message, m, &mut r).ok()),
+                _ => reframer.chunk(&chunk, &mut |_| None),
+            };
             host.set_buffer(BufferType::RequestBody, 0, size, &out)?;
         }
-        let dropped = reframer.messages - before;
-        if dropped > 0 {
-            if let Some(m) = &self.shared.metrics.grpc_messages_dropped {
-                m.add(host, i64::try_from(dropped).unwrap_or(i64::MAX));
+        let dropped = reframer.dropped - dropped_before;
+        let sanitized = reframer.messages - before - dropped;
+        let m = &shared.metrics;
+        for (metric, n) in [(&m.grpc_messages_dropped, dropped), (&m.grpc_messages_sanitized, sanitized)] {
+            if let (Some(metric), true) = (metric, n > 0) {
+                metric.add(host, i64::try_from(n).unwrap_or(i64::MAX));
             }
         }
+        self.record(host, &r);
         if end_of_stream {
             self.grpc_done(host);
         }
@@ -255,10 +279,11 @@ impl SanitizerStream {
     }
 
     fn grpc_done(&mut self, host: &dyn Host) {
-        if let State::Grpc(reframer) = &self.state {
+        if let State::Grpc(reframer, _) = &self.state {
             if self.shared.debug {
                 let cut = if reframer.at_boundary() { "" } else { " (cut inside a message)" };
-                host.log(LogLevel::Debug, &format!("mirror-sanitizer: shadow gRPC call {}: {} messages passed on empty{cut}", self.request_id, reframer.messages));
+                let sanitized = reframer.messages - reframer.dropped;
+                host.log(LogLevel::Debug, &format!("mirror-sanitizer: shadow gRPC call {}: {sanitized} messages sanitized, {} passed on empty{cut}", self.request_id, reframer.dropped));
             }
             count(host, self.shared.metrics.sanitized.as_ref());
         }
@@ -266,13 +291,16 @@ impl SanitizerStream {
     }
 
     /// Takes this data callback's bytes into the filter's own buffer and
-    /// passes an empty chunk on; at the end, writes the sanitized body into
-    /// the last callback. Envoy then never holds more than one chunk of the
-    /// copy, whatever its size.
+    /// holds the (now empty) chunk; at the end of the stream (the last data
+    /// callback, or the trailers), writes the sanitized body in its place.
+    /// Envoy then never holds more than one chunk of the copy while it
+    /// arrives, whatever its size. Holding rather than passing the emptied
+    /// chunks on keeps Envoy's body buffer open to the filter in the
+    /// trailers callback, where a body followed by trailers ends.
     fn collect(&mut self, host: &dyn Host, size: usize, end_of_stream: bool) -> Result<Action, HostError> {
         let limit = self.shared.policy.max_body_bytes;
         let chunk = if size > 0 { host.buffer(BufferType::RequestBody, 0, size)?.unwrap_or_default() } else { Vec::new() };
-        let State::Buffering(kind, body) = &mut self.state else {
+        let State::Buffering(_, body) = &mut self.state else {
             return Ok(Action::Continue);
         };
         if body.len().saturating_add(chunk.len()) > limit {
@@ -288,8 +316,17 @@ impl SanitizerStream {
             if size > 0 {
                 host.set_buffer(BufferType::RequestBody, 0, size, &[])?;
             }
-            return Ok(Action::Continue);
+            return Ok(Action::Pause);
         }
+        self.finish_body(host, size)
+    }
+
+    /// Sanitizes the collected body and writes it over the `size` bytes in
+    /// Envoy's buffer (the last chunk; nothing when trailers end the body).
+    fn finish_body(&mut self, host: &dyn Host, size: usize) -> Result<Action, HostError> {
+        let State::Buffering(kind, body) = &mut self.state else {
+            return Ok(Action::Continue);
+        };
         let kind = kind.clone();
         let body = std::mem::take(body);
         let shared = Rc::clone(&self.shared);
@@ -298,7 +335,7 @@ impl SanitizerStream {
         match result {
             Ok(new) => {
                 let out = new.as_deref().unwrap_or(&body);
-                // The last callback's chunk becomes the whole (sanitized) body.
+                // The last chunk becomes the whole (sanitized) body.
                 if !(out.is_empty() && size == 0) {
                     host.set_buffer(BufferType::RequestBody, 0, size, out)?;
                 }
@@ -318,6 +355,29 @@ impl SanitizerStream {
                 Ok(action)
             }
         }
+    }
+
+    /// The end of a shadow stream that carries trailers: the body ends here
+    /// (sanitized, dropped or refused as at an end of stream), then the
+    /// trailers are sanitized by the header rules.
+    fn shadow_trailers(&mut self, host: &dyn Host) -> Result<Action, HostError> {
+        match self.state {
+            State::Buffering(..) => {
+                if self.finish_body(host, 0)? == Action::Pause {
+                    return Ok(Action::Pause);
+                }
+            }
+            // Every message is already out, empty.
+            State::Grpc(..) => self.grpc_done(host),
+            State::Primary => return Ok(Action::Continue),
+            State::Dropping | State::Done => {}
+        }
+        self.state = State::Done;
+        let trailers = host.headers(MapType::RequestTrailers)?;
+        let mut r = crate::nested::redactor(&self.shared.policy);
+        apply_edits(host, MapType::RequestTrailers, &sanitize_headers(&trailers, &self.shared.policy.shadow, &mut r))?;
+        self.record(host, &r);
+        Ok(Action::Continue)
     }
 
     /// A host call failed on a shadow request: nothing unsanitized may leave,
@@ -362,22 +422,13 @@ impl HttpContext for SanitizerStream {
     }
 
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
-        if let State::Grpc(..) = self.state {
-            // Every message is already out, empty: the trailers go on.
-            self.grpc_done(&AbiHost);
+        if matches!(self.state, State::Primary) {
             return Action::Continue;
         }
-        // A body followed by trailers never reached end_of_stream in a body
-        // callback, so it was never sanitized: refuse rather than release it.
-        if let State::Buffering(..) = self.state {
-            let host = AbiHost;
-            count(&host, self.shared.metrics.dropped_unreadable.as_ref());
-            count(&host, self.shared.metrics.rejected.as_ref());
-            host.log(LogLevel::Info, &format!("mirror-sanitizer: shadow request {}: refused: body followed by trailers", self.request_id));
-            self.state = State::Done;
-            let _ = host.send_local_response(403, "mirror_sanitizer_refused", &[], b"");
-            return Action::Pause;
+        let host = AbiHost;
+        match self.shadow_trailers(&host) {
+            Ok(action) => action,
+            Err(e) => self.fail_closed(&host, &e),
         }
-        Action::Continue
     }
 }

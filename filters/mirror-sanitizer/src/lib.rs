@@ -1,11 +1,12 @@
 //! mirror-sanitizer: removes, masks or pseudonymizes secrets and personal
 //! data in mirrored (shadow) requests (headers, cookies, path, query, JSON,
-//! form and multipart bodies) before they leave for a test or external
-//! service, and leaves the primary request exactly as it was. A shadow body
+//! form and multipart bodies, and gRPC protobuf messages by their
+//! descriptors) before they leave for a test or external service, and leaves the primary request exactly as it was. A shadow body
 //! it cannot read is dropped (or the shadow request refused), never passed on.
 
 pub mod body;
 pub mod config;
+pub mod descriptor;
 pub mod detect;
 pub mod form;
 pub mod formats;
@@ -16,6 +17,8 @@ pub mod multipart;
 pub mod names;
 pub mod nested;
 pub mod path;
+pub mod protobuf;
+pub mod protowire;
 pub mod redact;
 pub mod request;
 pub mod shadow;
