@@ -108,7 +108,7 @@ pub fn report(top: usize) -> String {
     rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     let mut out = String::from("instructions per call, by callback (nested calls included):\n");
     let mut callbacks: Vec<(&String, &(u64, u64))> = c.callbacks.iter().collect();
-    callbacks.sort_by(|a, b| (b.1).1.cmp(&(a.1).1));
+    callbacks.sort_by_key(|(_, (_, fuel))| std::cmp::Reverse(*fuel));
     for (name, (calls, fuel)) in callbacks {
         out.push_str(&format!("  {:>9.0}  {:>8} calls  {name}\n", *fuel as f64 / (*calls).max(1) as f64, calls));
     }
