@@ -28,11 +28,13 @@ impl Identity {
         if trust_domain.is_empty() || refused {
             return None;
         }
-        let mut parts = path.split('/');
-        let namespace = match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some("ns"), Some(ns), Some("sa"), Some(sa), None) if !ns.is_empty() && !sa.is_empty() => Some(ns.to_string()),
-            _ => None,
-        };
+        // `ns/<ns>/sa/<sa>`, read without an iterator per segment.
+        let namespace = path
+            .strip_prefix("ns/")
+            .and_then(|rest| rest.split_once('/'))
+            .and_then(|(ns, rest)| Some((ns, rest.strip_prefix("sa/")?)))
+            .filter(|(ns, sa)| !ns.is_empty() && !sa.is_empty() && !sa.contains('/'))
+            .map(|(ns, _)| ns.to_string());
         Some(Self { principal: principal.to_string(), namespace })
     }
 }
@@ -123,7 +125,9 @@ mod tests {
         let other = Identity::from_uri("spiffe://example.org/workload/x").unwrap();
         assert_eq!(other.principal, "example.org/workload/x");
         assert_eq!(other.namespace, None);
-        assert_eq!(Identity::from_uri("spiffe://td/ns/a/sa/b/extra").unwrap().namespace, None);
+        for not_istio in ["spiffe://td/ns/a/sa/b/extra", "spiffe://td/ns//sa/b", "spiffe://td/ns/a/sa/", "spiffe://td/ns/a/sa/b/", "spiffe://td/ns/a/x/sa/b", "spiffe://td/ns/a"] {
+            assert_eq!(Identity::from_uri(not_istio).unwrap().namespace, None, "{not_istio}");
+        }
     }
 
     #[test]
