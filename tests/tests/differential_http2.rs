@@ -97,3 +97,16 @@ fn a_local_reply_to_a_grpc_call_is_trailers_only_alike() {
     same(denying_probe("").http2());
     same(denying_probe("denied\n"));
 }
+
+#[test]
+fn a_local_reply_from_the_response_path_of_a_grpc_call_is_trailers_only_alike() {
+    // The upstream answered; the filter replaces the answer (502: UNAVAILABLE, 14).
+    let case = Case::probe(json!({
+        "onResponseHeaders": [{ "localResponse": { "status": 502, "body": "replaced\n" } }],
+    }))
+    .request("POST", "/shop.Cart/Unary", &[0, 0, 0, 0, 0])
+    .header("content-type", "application/grpc+proto")
+    .http2();
+    let response = same(case).response.unwrap();
+    assert_eq!((response.status, response.header("grpc-status")), (200, Some("14")));
+}

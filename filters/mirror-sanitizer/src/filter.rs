@@ -258,7 +258,16 @@ impl SanitizerStream {
         if size > 0 {
             let chunk = host.buffer(BufferType::RequestBody, 0, size)?.unwrap_or_default();
             let out = match (*input, shared.policy.schema.as_ref()) {
-                (Some(message), Some(schema)) => reframer.chunk(&chunk, &mut |m| crate::protobuf::sanitize_message(schema, message, m, &mut r).ok()),
+                (Some(message), Some(schema)) => reframer.chunk(&chunk, &mut |m| {
+                    // Counted only when the whole message could be sanitized
+                    // (an undecodable one is dropped, nothing of it redacted).
+                    let mut one = crate::nested::redactor(&shared.policy);
+                    let out = crate::protobuf::sanitize_message(schema, message, m, &mut one).ok()?;
+                    for (total, n) in r.counts.iter_mut().zip(&one.counts) {
+                        *total = total.saturating_add(*n);
+                    }
+                    Some(out)
+                }),
                 _ => reframer.chunk(&chunk, &mut |_| None),
             };
             host.set_buffer(BufferType::RequestBody, 0, size, &out)?;
