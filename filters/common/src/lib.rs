@@ -8,7 +8,6 @@ pub mod config_error;
 pub mod configure;
 pub mod host;
 pub mod http_match;
-pub mod json_path;
 pub mod matcher;
 pub mod metrics;
 pub mod mock;
