@@ -97,33 +97,67 @@ pub fn class_of(b: u8) -> u16 {
     CLASSES.get(usize::from(b)).copied().unwrap_or(0)
 }
 
-/// A profile taken byte by byte, while a reader scans the text anyway.
-#[derive(Default)]
-pub struct ProfileAcc {
-    classes: u16,
-    digits: usize,
-    uppers: usize,
+/// The bytes from `from` up to the first `"`, `\\` or control character (or
+/// the end): that end, and the class bits of the bytes before it. Eight
+/// bytes a step, as most of a document's bytes are plain string content.
+pub fn plain_run(text: &[u8], from: usize) -> (usize, u16) {
+    let mut i = from;
+    let mut classes = 0;
+    while let Some(chunk) = text.get(i..i + 8) {
+        let Ok([a, b, c, d, e, f, g, h]) = <[u8; 8]>::try_from(chunk) else { break };
+        let m = class_of(a) | class_of(b) | class_of(c) | class_of(d) | class_of(e) | class_of(f) | class_of(g) | class_of(h);
+        if m & STRING_STOP != 0 {
+            break;
+        }
+        classes |= m;
+        i += 8;
+    }
+    while let Some(&b) = text.get(i) {
+        let c = class_of(b);
+        if c & STRING_STOP != 0 {
+            break;
+        }
+        classes |= c;
+        i += 1;
+    }
+    (i, classes)
 }
 
-impl ProfileAcc {
-    pub fn add(&mut self, class: u16) {
-        self.classes |= class;
-        self.digits += usize::from(class & DIGIT);
-        self.uppers += usize::from((class & UPPER) >> 1);
-    }
-
-    pub fn finish(self, len: usize) -> Profile {
-        Profile { classes: self.classes, digits: self.digits, uppers: self.uppers, len }
-    }
-}
+/// Every check on a digit or capital count needs a text this long or longer.
+const COUNTED_FROM: usize = 8;
 
 impl Profile {
     pub fn of(text: &[u8]) -> Self {
-        let mut acc = ProfileAcc::default();
-        for &b in text {
-            acc.add(class_of(b));
+        let classes = text.iter().fold(0, |m, &b| m | class_of(b));
+        Self::from_classes(classes, text)
+    }
+
+    /// The profile of `text` whose bytes' class bits are `classes`: digits
+    /// and capitals are counted only in a text long enough for a check on
+    /// them (shorter, every such check fails whatever the count).
+    pub fn from_classes(classes: u16, text: &[u8]) -> Self {
+        let (mut digits, mut uppers) = (0, 0);
+        if text.len() >= COUNTED_FROM && classes & (DIGIT | UPPER) != 0 {
+            for &b in text {
+                digits += usize::from(b.is_ascii_digit());
+                uppers += usize::from(b.is_ascii_uppercase());
+            }
         }
-        acc.finish(text.len())
+        Profile { classes, digits, uppers, len: text.len() }
+    }
+
+    /// The built-in detectors (bit `1 << index` in `Builtin::ALL`) that
+    /// may match the text.
+    pub fn possible(&self) -> u16 {
+        if self.len < SHORTEST_MATCH {
+            return 0;
+        }
+        Builtin::ALL.iter().fold(0, |m, &b| if b.may_match(self) { m | b.bit() } else { m })
+    }
+
+    /// Could hold a nested document (JSON, pairs, percent-encoding, base64).
+    pub fn maybe_document(&self) -> bool {
+        self.has(OPEN | EQ | PERCENT) || self.maybe_base64()
     }
 
     fn has(&self, class: u16) -> bool {
@@ -174,6 +208,11 @@ impl Builtin {
             Builtin::ProviderToken => p.len >= 13 && p.digits >= 1 && (p.has(UNDERSCORE) || p.has(DASH) || p.has(DOT) || p.uppers >= 2),
             Builtin::CredentialParam => p.has(EQ),
         }
+    }
+
+    /// This detector's bit in a `Profile::possible` mask.
+    pub fn bit(self) -> u16 {
+        1 << (self as u16)
     }
 
     pub const ALL: [Builtin; 12] = [
@@ -242,13 +281,22 @@ pub fn scan(text: &str, detectors: &[(Detector, usize)]) -> Vec<Span> {
 
 /// `scan`, with the text's profile already taken.
 pub fn scan_profiled(text: &str, profile: &Profile, detectors: &[(Detector, usize)]) -> Vec<Span> {
+    scan_possible(text, profile.possible(), detectors)
+}
+
+/// `scan`, running only the built-in detectors of the `possible` mask. A
+/// built-in listed again for a later rule is run once: its matches would
+/// be the same, and the earlier rule's win.
+pub fn scan_possible(text: &str, possible: u16, detectors: &[(Detector, usize)]) -> Vec<Span> {
     let mut spans = Vec::new();
     let mut found = Vec::new();
+    let mut ran = 0u16;
     for (detector, rule) in detectors {
         if let Detector::Builtin(b) = detector {
-            if text.len() < SHORTEST_MATCH || !b.may_match(profile) {
+            if possible & b.bit() == 0 || ran & b.bit() != 0 {
                 continue;
             }
+            ran |= b.bit();
         }
         found.clear();
         detector.find(text, &mut found);

@@ -3,7 +3,7 @@
 //! the nested-document opener), and counts what each rule redacted.
 
 use crate::config::Policy;
-use crate::detect::{scan_profiled, Profile};
+use crate::detect::{scan_possible, Detector, Profile};
 use crate::mode::Replacement;
 use crate::names::{NameKind, NameVerdict};
 use crate::text::DEFAULT_PLACEHOLDER;
@@ -29,12 +29,18 @@ pub struct Redactor<'a> {
     /// How many documents deep the value being read is nested.
     pub nesting: usize,
     opener: Option<Opener>,
+    /// The built-in detectors the policy runs (`Builtin::bit` mask).
+    builtins: u16,
+    /// The policy has regex detectors, which no profile rules out.
+    patterns: bool,
 }
 
 impl<'a> Redactor<'a> {
     /// A redactor that reads values as text only.
     pub fn new(policy: &'a Policy) -> Self {
-        Self { policy, counts: vec![0; policy.rules.len()], nesting: 0, opener: None }
+        let builtins = policy.detectors.iter().fold(0, |m, (d, _)| if let Detector::Builtin(b) = d { m | b.bit() } else { m });
+        let patterns = policy.detectors.iter().any(|(d, _)| matches!(d, Detector::Pattern(_)));
+        Self { policy, counts: vec![0; policy.rules.len()], nesting: 0, opener: None, builtins, patterns }
     }
 
     /// A redactor that first offers each free-text value to `opener`.
@@ -120,7 +126,8 @@ impl<'a> Redactor<'a> {
         if text.is_empty() {
             return None;
         }
-        if let Some(open) = self.opener {
+        // Most values hold no sign of a document: the opener is not asked.
+        if let Some(open) = self.opener.filter(|_| profile.maybe_document()) {
             match open(text, &profile, self) {
                 Opened::Changed(t) => return Some(t),
                 Opened::Unchanged => return None,
@@ -132,10 +139,11 @@ impl<'a> Redactor<'a> {
 
     /// The detectors alone over a text whose profile was taken.
     pub fn detect_profiled(&mut self, text: &str, profile: &Profile) -> Option<String> {
-        if self.policy.detectors.is_empty() {
+        let possible = if self.patterns { profile.possible() } else { profile.possible() & self.builtins };
+        if possible == 0 && !self.patterns {
             return None;
         }
-        let spans = scan_profiled(text, profile, &self.policy.detectors);
+        let spans = scan_possible(text, possible, &self.policy.detectors);
         if spans.is_empty() {
             return None;
         }
