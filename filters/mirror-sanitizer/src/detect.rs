@@ -55,6 +55,7 @@ const OPEN: u16 = 4096;
 /// Ends the plain run of a JSON string: `"`, `\\` or a control character.
 pub const STRING_STOP: u16 = 8192;
 const PERCENT: u16 = 16384;
+const PLUS: u16 = 32768;
 
 // Evaluated at compile time: an index out of range would fail the build,
 // never a request.
@@ -76,6 +77,7 @@ const CLASSES: [u16; 256] = {
             | if b == b'_' { UNDERSCORE } else { 0 }
             | if b == b'{' || b == b'[' { OPEN } else { 0 }
             | if b == b'%' { PERCENT } else { 0 }
+            | if b == b'+' { PLUS } else { 0 }
             | if b64 { 0 } else { NON_B64 }
             | if b == b'"' || b == b'\\' || b < 0x20 { STRING_STOP } else { 0 };
         i += 1;
@@ -198,7 +200,8 @@ impl Builtin {
             Builtin::BearerToken => p.has(B) && p.has(SPACE),
             Builtin::AwsAccessKeyId => p.uppers >= 4 && p.len >= 20,
             Builtin::Iban => p.uppers >= 2 && p.digits >= 2 && p.len >= 15,
-            Builtin::Phone => p.digits >= 8,
+            // E.164 starts with `+`; every North American shape has `-` or `.`.
+            Builtin::Phone => p.digits >= 8 && p.has(PLUS | DASH | DOT),
             Builtin::Ssn => p.digits >= 9 && (p.has(DASH) || p.has(SPACE)),
             // Random 40-character keys hold digits and capitals.
             Builtin::AwsSecretKey => p.len >= 40 && p.uppers >= 3 && p.digits >= 1 && p.has(LOWER),

@@ -494,22 +494,25 @@ impl<'a> Walker<'a, '_, '_> {
     }
 }
 
-/// Writes `text` as a JSON string.
+/// Writes `text` as a JSON string: runs without a byte to escape are
+/// copied whole.
 pub fn write_string(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
-    for c in text.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if u32::from(c) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", u32::from(c)).as_bytes()),
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    loop {
+        let (end, _) = plain_run(bytes, at);
+        out.extend_from_slice(bytes.get(at..end).unwrap_or_default());
+        let Some(&b) = bytes.get(end) else { break };
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            c => out.extend_from_slice(format!("\\u{:04x}", c).as_bytes()),
         }
+        at = end + 1;
     }
     out.push(b'"');
 }
