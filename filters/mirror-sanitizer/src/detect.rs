@@ -38,30 +38,31 @@ pub enum Builtin {
 }
 
 /// Byte classes the detectors' quick checks need.
-const DIGIT: u16 = 1;
-const UPPER: u16 = 2;
-const AT: u16 = 4;
-const J: u16 = 8;
-const DOT: u16 = 16;
-const B: u16 = 32;
-const SPACE: u16 = 64;
-const EQ: u16 = 128;
-const DASH: u16 = 256;
-const UNDERSCORE: u16 = 512;
-const LOWER: u16 = 1024;
+const DIGIT: u32 = 1;
+const UPPER: u32 = 2;
+const AT: u32 = 4;
+const J: u32 = 8;
+const DOT: u32 = 16;
+const B: u32 = 32;
+const SPACE: u32 = 64;
+const EQ: u32 = 128;
+const DASH: u32 = 256;
+const UNDERSCORE: u32 = 512;
+const LOWER: u32 = 1024;
 /// Not in the base64 or base64url alphabets (nor `=`).
-const NON_B64: u16 = 2048;
-const OPEN: u16 = 4096;
+const NON_B64: u32 = 2048;
+const OPEN: u32 = 4096;
 /// Ends the plain run of a JSON string: `"`, `\\` or a control character.
-pub const STRING_STOP: u16 = 8192;
-const PERCENT: u16 = 16384;
-const PLUS: u16 = 32768;
+pub const STRING_STOP: u32 = 8192;
+const PERCENT: u32 = 16384;
+const PLUS: u32 = 32768;
+const SLASH: u32 = 65536;
 
 // Evaluated at compile time: an index out of range would fail the build,
 // never a request.
 #[allow(clippy::indexing_slicing)]
-const CLASSES: [u16; 256] = {
-    let mut t = [0u16; 256];
+const CLASSES: [u32; 256] = {
+    let mut t = [0u32; 256];
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
@@ -78,6 +79,7 @@ const CLASSES: [u16; 256] = {
             | if b == b'{' || b == b'[' { OPEN } else { 0 }
             | if b == b'%' { PERCENT } else { 0 }
             | if b == b'+' { PLUS } else { 0 }
+            | if b == b'/' { SLASH } else { 0 }
             | if b64 { 0 } else { NON_B64 }
             | if b == b'"' || b == b'\\' || b < 0x20 { STRING_STOP } else { 0 };
         i += 1;
@@ -88,23 +90,33 @@ const CLASSES: [u16; 256] = {
 /// What a text holds, gathered in one table-driven pass, so detectors that
 /// cannot match it are skipped without scanning.
 pub struct Profile {
-    classes: u16,
+    classes: u32,
     digits: usize,
     uppers: usize,
     len: usize,
 }
 
 /// The class bits of a byte.
-pub fn class_of(b: u8) -> u16 {
+pub fn class_of(b: u8) -> u32 {
     CLASSES.get(usize::from(b)).copied().unwrap_or(0)
 }
 
 /// The bytes from `from` up to the first `"`, `\\` or control character (or
 /// the end): that end, and the class bits of the bytes before it. Eight
 /// bytes a step, as most of a document's bytes are plain string content.
-pub fn plain_run(text: &[u8], from: usize) -> (usize, u16) {
+pub fn plain_run(text: &[u8], from: usize) -> (usize, u32) {
     let mut i = from;
     let mut classes = 0;
+    // Most strings are short (keys, ids): byte by byte first.
+    while i < from + 8 {
+        let Some(&b) = text.get(i) else { return (i, classes) };
+        let c = class_of(b);
+        if c & STRING_STOP != 0 {
+            return (i, classes);
+        }
+        classes |= c;
+        i += 1;
+    }
     while let Some(chunk) = text.get(i..i + 8) {
         let Ok([a, b, c, d, e, f, g, h]) = <[u8; 8]>::try_from(chunk) else { break };
         let m = class_of(a) | class_of(b) | class_of(c) | class_of(d) | class_of(e) | class_of(f) | class_of(g) | class_of(h);
@@ -137,7 +149,7 @@ impl Profile {
     /// The profile of `text` whose bytes' class bits are `classes`: digits
     /// and capitals are counted only in a text long enough for a check on
     /// them (shorter, every such check fails whatever the count).
-    pub fn from_classes(classes: u16, text: &[u8]) -> Self {
+    pub fn from_classes(classes: u32, text: &[u8]) -> Self {
         let (mut digits, mut uppers) = (0, 0);
         if text.len() >= COUNTED_FROM && classes & (DIGIT | UPPER) != 0 {
             for &b in text {
@@ -162,7 +174,7 @@ impl Profile {
         self.has(OPEN | EQ | PERCENT) || self.maybe_base64()
     }
 
-    fn has(&self, class: u16) -> bool {
+    fn has(&self, class: u32) -> bool {
         self.classes & class != 0
     }
 
@@ -179,6 +191,16 @@ impl Profile {
     /// Holds `%` (percent-encoded text).
     pub fn has_percent(&self) -> bool {
         self.has(PERCENT)
+    }
+
+    /// Holds `-` or `_` (base64url rather than base64).
+    pub fn has_url_signs(&self) -> bool {
+        self.has(DASH | UNDERSCORE)
+    }
+
+    /// Holds `+` or `/` (base64 rather than base64url).
+    pub fn has_standard_signs(&self) -> bool {
+        self.has(PLUS | SLASH)
     }
 
     /// Holds `{` or `[` (a JSON document).

@@ -74,6 +74,7 @@ impl<'a> Walker<'a, '_, '_> {
         }
     }
 
+    #[cold]
     fn error(&self, what: &str) -> String {
         format!("JSON does not parse: {what} at byte {}", self.pos)
     }
@@ -84,13 +85,19 @@ impl<'a> Walker<'a, '_, '_> {
         }
     }
 
+    #[inline]
     fn expect(&mut self, b: u8) -> Result<(), String> {
         if self.peek() == b {
             self.pos += 1;
             Ok(())
         } else {
-            Err(self.error(&format!("expected '{}'", char::from(b))))
+            Err(self.expected(b))
         }
+    }
+
+    #[cold]
+    fn expected(&self, b: u8) -> String {
+        self.error(&format!("expected '{}'", char::from(b)))
     }
 
     fn raw(&self, start: usize, end: usize) -> &'a [u8] {
