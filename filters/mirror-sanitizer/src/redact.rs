@@ -2,9 +2,10 @@
 //! allowlist's mask, or the detectors to free text (after offering it to
 //! the nested-document opener), and counts what each rule redacted.
 
-use crate::config::Policy;
+use crate::config::{Known, Policy};
 use crate::detect::{scan_possible, Detector, Profile};
 use crate::mode::Replacement;
+use crate::name_memo::NameMemo;
 use crate::names::{NameKind, NameVerdict};
 use crate::text::DEFAULT_PLACEHOLDER;
 use crate::vocabulary::looks_secret;
@@ -33,6 +34,7 @@ pub struct Redactor<'a> {
     builtins: u16,
     /// The policy has regex detectors, which no profile rules out.
     patterns: bool,
+    names: NameMemo,
 }
 
 impl<'a> Redactor<'a> {
@@ -40,7 +42,7 @@ impl<'a> Redactor<'a> {
     pub fn new(policy: &'a Policy) -> Self {
         let builtins = policy.detectors.iter().fold(0, |m, (d, _)| if let Detector::Builtin(b) = d { m | b.bit() } else { m });
         let patterns = policy.detectors.iter().any(|(d, _)| matches!(d, Detector::Pattern(_)));
-        Self { policy, counts: vec![0; policy.rules.len()], nesting: 0, opener: None, builtins, patterns }
+        Self { policy, counts: vec![0; policy.rules.len()], nesting: 0, opener: None, builtins, patterns, names: NameMemo::default() }
     }
 
     /// A redactor that first offers each free-text value to `opener`.
@@ -56,13 +58,18 @@ impl<'a> Redactor<'a> {
 
     /// The verdict on a name (cached for the request).
     pub fn name(&mut self, kind: NameKind, name: &str) -> NameVerdict {
-        self.policy.known(kind, name).verdict
+        self.known(kind, name).verdict
+    }
+
+    fn known(&mut self, kind: NameKind, name: &str) -> Known {
+        let policy = self.policy;
+        self.names.get_or(kind, name, || policy.known(kind, name))
     }
 
     /// The verdict on a name and, when the name itself holds something a
     /// detector finds (a map keyed by e-mail address), its redacted form.
     pub fn name_and_text(&mut self, kind: NameKind, name: &str) -> (NameVerdict, Option<String>) {
-        let known = self.policy.known(kind, name);
+        let known = self.known(kind, name);
         let text = if known.clean { None } else { self.detect_profiled(name, &Profile::of(name.as_bytes())) };
         (known.verdict, text)
     }
