@@ -314,7 +314,14 @@ pub fn scan_profiled(text: &str, profile: &Profile, detectors: &[(Detector, usiz
 /// be the same, and the earlier rule's win.
 pub fn scan_possible(text: &str, possible: u16, detectors: &[(Detector, usize)]) -> Vec<Span> {
     let mut spans = Vec::new();
-    let mut found = Vec::new();
+    scan_into(text, possible, detectors, &mut Vec::new(), &mut spans);
+    spans
+}
+
+/// `scan_possible` into `spans` (cleared first), with `found` as scratch:
+/// buffers a caller keeps from one text to the next.
+pub fn scan_into(text: &str, possible: u16, detectors: &[(Detector, usize)], found: &mut Vec<(usize, usize)>, spans: &mut Vec<Span>) {
+    spans.clear();
     let mut ran = 0u16;
     for (detector, rule) in detectors {
         if let Detector::Builtin(b) = detector {
@@ -324,20 +331,20 @@ pub fn scan_possible(text: &str, possible: u16, detectors: &[(Detector, usize)])
             ran |= b.bit();
         }
         found.clear();
-        detector.find(text, &mut found);
+        detector.find(text, found);
         spans.extend(found.iter().map(|&(start, end)| Span { start, end, rule: *rule }));
     }
     if spans.len() > 1 {
         spans.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.rule.cmp(&b.rule)));
-        let mut kept: Vec<Span> = Vec::with_capacity(spans.len());
-        for s in spans {
-            if kept.last().is_none_or(|k| s.start >= k.end) {
-                kept.push(s);
+        let mut kept_end: Option<usize> = None;
+        spans.retain(|s| {
+            let keep = kept_end.is_none_or(|end| s.start >= end);
+            if keep {
+                kept_end = Some(s.end);
             }
-        }
-        spans = kept;
+            keep
+        });
     }
-    spans
 }
 
 

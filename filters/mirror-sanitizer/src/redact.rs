@@ -3,7 +3,7 @@
 //! the nested-document opener), and counts what each rule redacted.
 
 use crate::config::{Known, Policy};
-use crate::detect::{scan_possible, Detector, Profile};
+use crate::detect::{scan_into, Detector, Profile, Span};
 use crate::mode::Replacement;
 use crate::name_memo::NameMemo;
 use crate::names::{NameKind, NameVerdict};
@@ -35,6 +35,9 @@ pub struct Redactor<'a> {
     /// The policy has regex detectors, which no profile rules out.
     patterns: bool,
     names: NameMemo,
+    /// Scratch for the detectors, kept from one text to the next.
+    found: Vec<(usize, usize)>,
+    spans: Vec<Span>,
 }
 
 impl<'a> Redactor<'a> {
@@ -42,7 +45,7 @@ impl<'a> Redactor<'a> {
     pub fn new(policy: &'a Policy) -> Self {
         let builtins = policy.detectors.iter().fold(0, |m, (d, _)| if let Detector::Builtin(b) = d { m | b.bit() } else { m });
         let patterns = policy.detectors.iter().any(|(d, _)| matches!(d, Detector::Pattern(_)));
-        Self { policy, counts: vec![0; policy.rules.len()], nesting: 0, opener: None, builtins, patterns, names: NameMemo::default() }
+        Self { policy, counts: vec![0; policy.rules.len()], nesting: 0, opener: None, builtins, patterns, names: NameMemo::default(), found: Vec::new(), spans: Vec::new() }
     }
 
     /// A redactor that first offers each free-text value to `opener`.
@@ -150,20 +153,22 @@ impl<'a> Redactor<'a> {
         if possible == 0 && !self.patterns {
             return None;
         }
-        let spans = scan_possible(text, possible, &self.policy.detectors);
-        if spans.is_empty() {
-            return None;
-        }
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        for s in spans {
-            out.push_str(text.get(at..s.start).unwrap_or_default());
-            let found = text.get(s.start..s.end).unwrap_or_default();
-            out.push_str(&self.select_text(s.rule, found));
-            at = s.end;
-        }
-        out.push_str(text.get(at..).unwrap_or_default());
-        Some(out)
+        let mut spans = std::mem::take(&mut self.spans);
+        scan_into(text, possible, &self.policy.detectors, &mut self.found, &mut spans);
+        let out = (!spans.is_empty()).then(|| {
+            let mut out = String::with_capacity(text.len());
+            let mut at = 0;
+            for s in &spans {
+                out.push_str(text.get(at..s.start).unwrap_or_default());
+                let found = text.get(s.start..s.end).unwrap_or_default();
+                out.push_str(&self.select_text(s.rule, found));
+                at = s.end;
+            }
+            out.push_str(text.get(at..).unwrap_or_default());
+            out
+        });
+        self.spans = spans;
+        out
     }
 
     pub fn total(&self) -> u64 {
