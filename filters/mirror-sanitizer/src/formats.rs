@@ -178,33 +178,39 @@ const PROVIDER_TOKENS: &[(&[u8], usize, Charset)] = &[
     (b"SK", 32, Charset::Hex),
 ];
 
-/// Bit per byte: some prefix starts with it.
+/// Per byte, the prefixes that start with it (bit `i`: `PROVIDER_TOKENS[i]`).
 #[allow(clippy::indexing_slicing)] // evaluated at compile time
-const fn first_bytes() -> [bool; 256] {
-    let mut t = [false; 256];
+const fn first_bytes() -> [u64; 256] {
+    let mut t = [0u64; 256];
     let mut i = 0;
     while i < PROVIDER_TOKENS.len() {
         let (prefix, _, _) = PROVIDER_TOKENS[i];
-        t[prefix[0] as usize] = true;
+        t[prefix[0] as usize] |= 1 << i;
         i += 1;
     }
     t
 }
 
-// Evaluated at compile time: an index out of range would fail the build.
+// Evaluated at compile time: an index out of range (or more prefixes than
+// bits) would fail the build.
 #[allow(clippy::indexing_slicing)]
-const FIRST: [bool; 256] = first_bytes();
+const FIRST: [u64; 256] = first_bytes();
 
 pub fn find_provider_tokens(text: &[u8], out: &mut Vec<(usize, usize)>) {
     let mut i = 0;
     while i < text.len() {
         let b = at(text, i);
-        if !FIRST.get(usize::from(b)).copied().unwrap_or(false) || before(text, i).is_ascii_alphanumeric() {
+        let mut candidates = FIRST.get(usize::from(b)).copied().unwrap_or(0);
+        if candidates == 0 || before(text, i).is_ascii_alphanumeric() {
             i += 1;
             continue;
         }
         let mut matched = None;
-        for &(prefix, min, charset) in PROVIDER_TOKENS {
+        // Only the prefixes that start with this byte, in the list's order.
+        while candidates != 0 {
+            let k = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            let Some(&(prefix, min, charset)) = PROVIDER_TOKENS.get(k) else { break };
             if text.get(i..i + prefix.len()) != Some(prefix) {
                 continue;
             }
