@@ -160,8 +160,8 @@ impl Profile {
         Profile { classes, digits, uppers, len: text.len() }
     }
 
-    /// The built-in detectors (bit `1 << index` in `Builtin::ALL`) that
-    /// may match the text.
+    /// The built-in detectors (their `Builtin::bit`s) that may match the
+    /// text.
     pub fn possible(&self) -> u16 {
         if self.len < SHORTEST_MATCH {
             return 0;
@@ -218,19 +218,18 @@ impl Builtin {
         match self {
             Builtin::CardNumber => p.digits >= 13,
             Builtin::Email => p.has(AT) && p.has(DOT),
-            Builtin::Jwt => p.has(J) && p.has(DOT) && p.len >= 10,
+            // `eyJa.bc.` is the shortest.
+            Builtin::Jwt => p.has(J) && p.has(DOT) && p.len >= 8,
             Builtin::BearerToken => p.has(B) && p.has(SPACE),
             Builtin::AwsAccessKeyId => p.uppers >= 4 && p.len >= 20,
             Builtin::Iban => p.uppers >= 2 && p.digits >= 2 && p.len >= 15,
             // E.164 starts with `+`; every North American shape has `-` or `.`.
             Builtin::Phone => p.digits >= 8 && p.has(PLUS | DASH | DOT),
             Builtin::Ssn => p.digits >= 9 && (p.has(DASH) || p.has(SPACE)),
-            // Random 40-character keys hold digits and capitals.
-            Builtin::AwsSecretKey => p.len >= 40 && p.uppers >= 3 && p.digits >= 1 && p.has(LOWER),
+            Builtin::AwsSecretKey => p.len >= 40 && p.has(UPPER) && p.has(LOWER),
             Builtin::PrivateKey => p.has(DASH) && p.uppers >= 14,
-            // Every published format has a separator or capitals, and random
-            // bodies hold digits.
-            Builtin::ProviderToken => p.len >= 13 && p.digits >= 1 && (p.has(UNDERSCORE) || p.has(DASH) || p.has(DOT) || p.uppers >= 2),
+            // Every published prefix has a separator or two capitals.
+            Builtin::ProviderToken => p.len >= 13 && (p.has(UNDERSCORE) || p.has(DASH) || p.has(DOT) || p.uppers >= 2),
             Builtin::CredentialParam => p.has(EQ),
         }
     }
@@ -306,20 +305,16 @@ pub fn scan(text: &str, detectors: &[(Detector, usize)]) -> Vec<Span> {
 
 /// `scan`, with the text's profile already taken.
 pub fn scan_profiled(text: &str, profile: &Profile, detectors: &[(Detector, usize)]) -> Vec<Span> {
-    scan_possible(text, profile.possible(), detectors)
-}
-
-/// `scan`, running only the built-in detectors of the `possible` mask. A
-/// built-in listed again for a later rule is run once: its matches would
-/// be the same, and the earlier rule's win.
-pub fn scan_possible(text: &str, possible: u16, detectors: &[(Detector, usize)]) -> Vec<Span> {
     let mut spans = Vec::new();
-    scan_into(text, possible, detectors, &mut Vec::new(), &mut spans);
+    scan_into(text, profile.possible(), detectors, &mut Vec::new(), &mut spans);
     spans
 }
 
-/// `scan_possible` into `spans` (cleared first), with `found` as scratch:
-/// buffers a caller keeps from one text to the next.
+/// `scan` into `spans` (cleared first), running only the built-in
+/// detectors of the `possible` mask, with `found` as scratch: buffers a
+/// caller keeps from one text to the next. A built-in listed again for a
+/// later rule runs once: its matches would be the same, and the earlier
+/// rule's win.
 pub fn scan_into(text: &str, possible: u16, detectors: &[(Detector, usize)], found: &mut Vec<(usize, usize)>, spans: &mut Vec<Span>) {
     spans.clear();
     let mut ran = 0u16;
@@ -751,6 +746,30 @@ mod tests {
         assert_eq!(found(Builtin::Phone, "+44 20 7946 0958"), ["+44 20 7946 0958"]);
         assert_eq!(found(Builtin::Phone, "(555) 123-4567; 555.123.4567"), ["(555) 123-4567", "555.123.4567"]);
         assert!(found(Builtin::Phone, "v1.2.3 2024-01-15 +123").is_empty());
+    }
+
+    #[test]
+    fn a_profile_never_rules_out_a_text_its_detector_matches() {
+        let samples = [
+            "card 4111111111111111 ok", "4111 1111 1111 1111", "x:5500-0000-0000-0004,", "to: Jane.Doe+x@mail.example.com", "<alice@example.org>",
+            "token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl&x=1", "auth: bearer  tok", "key AKIAIOSFODNN7EXAMPLE.",
+            "iban DE89370400440532013000 x", "GB82 WEST 1234 5698 7654 32", "call +1 (555) 123-4567 now", "+44 20 7946 0958", "(555) 123-4567; 555.123.4567",
+            "555-123-4567", "ssn 219-09-9999, 078-05-1120", "536 90 4399", "x wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY y",
+            "aws_secret_access_key = wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY12", "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
+            "t=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&x", "glpat-xxxxxxxxxxxxxxxxxxxx", "eyJa.bc.", "k wJalrXUtnFEMI/KxMDENG/bPxRfiCYEXAMPLEKEY", "sk_live_4eC39HqLyjWDarjtT1zdp7dc", "AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe",
+            "https://b.s3.amazonaws.com/o?X-Amz-Credential=AKIA%2F1&X-Amz-Signature=abc123&x=1", "?sv=2020&sig=a%2Bb%3D&se=x",
+        ];
+        let mut matched = 0;
+        for b in Builtin::ALL {
+            for text in samples {
+                let direct = found(b, text);
+                let spans = scan(text, &[(Detector::Builtin(b), 0)]);
+                let scanned: Vec<&str> = spans.iter().map(|s| &text[s.start..s.end]).collect();
+                assert_eq!(scanned, direct, "{b:?} on {text:?}");
+                matched += usize::from(!direct.is_empty());
+            }
+        }
+        assert!(matched >= samples.len(), "the samples hold matches of every detector");
     }
 
     #[test]
