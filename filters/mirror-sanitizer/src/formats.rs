@@ -52,26 +52,42 @@ fn is_aws_secret_char(b: u8) -> bool {
 /// either with a `/` or `+` in them or with `secret`, `aws` or `key` in the
 /// 64 bytes before (`aws_secret_access_key = …`).
 pub fn find_aws_secret_keys(text: &[u8], out: &mut Vec<(usize, usize)>) {
-    let mut i = 0;
-    while i < text.len() {
-        if !is_aws_secret_char(at(text, i)) {
-            i += 1;
+    // A run of 40 holds exactly one of the places 39, 79, 119, …: only the
+    // runs through those are measured, so ordinary text is mostly skipped.
+    let mut p = KEY_LEN - 1;
+    while p < text.len() {
+        if !is_aws_secret_char(at(text, p)) {
+            p += KEY_LEN;
             continue;
         }
-        let start = i;
-        while is_aws_secret_char(at(text, i)) {
-            i += 1;
+        let mut start = p;
+        while start > 0 && is_aws_secret_char(before(text, start)) {
+            start -= 1;
         }
-        if i - start != 40 || at(text, i) == b'=' || is_b64url_extra(at(text, i)) || is_b64url_extra(before(text, start)) {
-            continue;
+        let mut end = p + 1;
+        while is_aws_secret_char(at(text, end)) {
+            end += 1;
         }
-        let key = text.get(start..i).unwrap_or_default();
-        let mixed = key.iter().any(u8::is_ascii_uppercase) && key.iter().any(u8::is_ascii_lowercase);
-        let base64ish = key.iter().any(|&b| b == b'/' || b == b'+');
-        if mixed && (base64ish || named_before(text, start)) {
-            out.push((start, i));
+        // The first place of the next run's stride at or after `end`.
+        p += (end - p).div_ceil(KEY_LEN) * KEY_LEN;
+        if end - start == KEY_LEN && aws_secret_key_at(text, start, end) {
+            out.push((start, end));
         }
     }
+}
+
+const KEY_LEN: usize = 40;
+
+/// The run `start..end` of key characters is a key: not cut from a longer
+/// base64url or padded text, both cases, and a sign or a name.
+fn aws_secret_key_at(text: &[u8], start: usize, end: usize) -> bool {
+    if at(text, end) == b'=' || is_b64url_extra(at(text, end)) || is_b64url_extra(before(text, start)) {
+        return false;
+    }
+    let key = text.get(start..end).unwrap_or_default();
+    let mixed = key.iter().any(u8::is_ascii_uppercase) && key.iter().any(u8::is_ascii_lowercase);
+    let base64ish = key.iter().any(|&b| b == b'/' || b == b'+');
+    mixed && (base64ish || named_before(text, start))
 }
 
 fn is_b64url_extra(b: u8) -> bool {
@@ -306,6 +322,56 @@ mod tests {
         assert_eq!(found(find_aws_secret_keys, &format!("aws_secret_access_key = {no_slash}")), [no_slash]);
         assert!(found(find_aws_secret_keys, &format!("commit {no_slash}")).is_empty(), "needs a name or a slash");
         assert!(found(find_aws_secret_keys, "da39a3ee5e6b4b0d3255bfef95601890afd80709").is_empty(), "hex digests are one case");
+    }
+
+    /// Every run of key characters measured, one after the other.
+    fn aws_secret_keys_run_by_run(text: &[u8]) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < text.len() {
+            if !is_aws_secret_char(text[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < text.len() && is_aws_secret_char(text[i]) {
+                i += 1;
+            }
+            if i - start == KEY_LEN && aws_secret_key_at(text, start, i) {
+                out.push((start, i));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn aws_secret_keys_by_stride_are_those_of_every_run() {
+        let key = b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut keys = 0;
+        for _ in 0..3000 {
+            let mut text = Vec::new();
+            while text.len() < 300 {
+                match next() % 6 {
+                    0 => text.extend_from_slice(key),
+                    1 => text.extend_from_slice(&key[..(next() % 40) as usize]),
+                    2 => text.extend_from_slice(b"aws_secret = "),
+                    3 => text.push(b" =-_/+aZ9"[(next() % 9) as usize]),
+                    _ => text.extend((0..next() % 50).map(|_| b"ABCxyz019/+"[(next() % 11) as usize])),
+                }
+            }
+            let mut found = Vec::new();
+            find_aws_secret_keys(&text, &mut found);
+            assert_eq!(found, aws_secret_keys_run_by_run(&text), "{}", String::from_utf8_lossy(&text));
+            keys += found.len();
+        }
+        assert!(keys > 100, "{keys} keys in the generated texts");
     }
 
     #[test]
