@@ -212,9 +212,57 @@ const fn first_bytes() -> [u64; 256] {
 #[allow(clippy::indexing_slicing)]
 const FIRST: [u64; 256] = first_bytes();
 
-pub fn find_provider_tokens(text: &[u8], out: &mut Vec<(usize, usize)>) {
+/// The characters of every prefix and body above.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/')
+}
+
+/// The shortest token: a prefix and the least body after it.
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
+const SHORTEST_TOKEN: usize = {
+    let mut least = usize::MAX;
     let mut i = 0;
-    while i < text.len() {
+    while i < PROVIDER_TOKENS.len() {
+        let (prefix, min, _) = PROVIDER_TOKENS[i];
+        if prefix.len() + min < least {
+            least = prefix.len() + min;
+        }
+        i += 1;
+    }
+    least
+};
+
+pub fn find_provider_tokens(text: &[u8], out: &mut Vec<(usize, usize)>) {
+    // A token lies in a run of token characters at least `SHORTEST_TOKEN`
+    // long, and such a run holds one of every `SHORTEST_TOKEN`th places:
+    // only the runs through those are searched.
+    let stride = SHORTEST_TOKEN;
+    let mut p = stride - 1;
+    while p < text.len() {
+        if !is_token_char(at(text, p)) {
+            p += stride;
+            continue;
+        }
+        let mut start = p;
+        while start > 0 && is_token_char(before(text, start)) {
+            start -= 1;
+        }
+        let mut end = p + 1;
+        while is_token_char(at(text, end)) {
+            end += 1;
+        }
+        p += (end - p).div_ceil(stride) * stride;
+        if end - start >= stride {
+            provider_tokens_in(text, start, end, out);
+        }
+    }
+}
+
+/// The tokens inside `from..to` (a run of token characters).
+fn provider_tokens_in(text: &[u8], from: usize, to: usize, out: &mut Vec<(usize, usize)>) {
+    let mut i = from;
+    while i < to {
         let b = at(text, i);
         let mut candidates = FIRST.get(usize::from(b)).copied().unwrap_or(0);
         if candidates == 0 || before(text, i).is_ascii_alphanumeric() {
@@ -395,6 +443,40 @@ mod tests {
             assert_eq!(found(find_provider_tokens, &format!("t={token}&x")), [token], "{token}");
         }
         assert!(found(find_provider_tokens, "sk_live_short ghp_tooShort x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").is_empty());
+    }
+
+    #[test]
+    fn provider_tokens_by_stride_are_those_of_a_scan_of_the_whole_text() {
+        let tokens: [&[u8]; 4] = [b"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", b"xoxb-1234567890", b"sk_live_4eC39HqLyjWDarjtT1zdp7dc", b"glpat-xxxxxxxxxxxxxxxxxxxx"];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut found_any = 0;
+        for _ in 0..3000 {
+            let mut text = Vec::new();
+            while text.len() < 200 {
+                match next() % 5 {
+                    0 => text.extend_from_slice(tokens[(next() % 4) as usize]),
+                    1 => {
+                        let t = tokens[(next() % 4) as usize];
+                        text.extend_from_slice(&t[..(next() as usize % t.len())]);
+                    }
+                    2 => text.push(b" =&_-./x9"[(next() % 9) as usize]),
+                    _ => text.extend((0..next() % 20).map(|_| b"abxS0_-./ "[(next() % 10) as usize])),
+                }
+            }
+            let mut strided = Vec::new();
+            find_provider_tokens(&text, &mut strided);
+            let mut whole = Vec::new();
+            provider_tokens_in(&text, 0, text.len(), &mut whole);
+            assert_eq!(strided, whole, "{}", String::from_utf8_lossy(&text));
+            found_any += whole.len();
+        }
+        assert!(found_any > 1000, "{found_any} tokens in the generated texts");
     }
 
     #[test]
