@@ -52,30 +52,38 @@ fn is_aws_secret_char(b: u8) -> bool {
 /// either with a `/` or `+` in them or with `secret`, `aws` or `key` in the
 /// 64 bytes before (`aws_secret_access_key = …`).
 pub fn find_aws_secret_keys(text: &[u8], out: &mut Vec<(usize, usize)>) {
-    // A run of 40 holds exactly one of the places 39, 79, 119, …: only the
-    // runs through those are measured, so ordinary text is mostly skipped.
-    let mut p = KEY_LEN - 1;
-    while p < text.len() {
-        if !is_aws_secret_char(at(text, p)) {
-            p += KEY_LEN;
-            continue;
-        }
-        let mut start = p;
-        while start > 0 && is_aws_secret_char(before(text, start)) {
-            start -= 1;
-        }
-        let mut end = p + 1;
-        while is_aws_secret_char(at(text, end)) {
-            end += 1;
-        }
-        // The first place of the next run's stride at or after `end`.
-        p += (end - p).div_ceil(KEY_LEN) * KEY_LEN;
+    runs_through_every(KEY_LEN, text, is_aws_secret_char, |start, end| {
         if end - start == KEY_LEN && aws_secret_key_at(text, start, end) {
             out.push((start, end));
         }
+    });
+}
+
+/// Calls `each` with every longest run of `is_char` bytes that holds one
+/// of the places `stride - 1`, `2 * stride - 1`, …: every run `stride`
+/// long or longer does, and ordinary text is mostly stepped over.
+fn runs_through_every(stride: usize, text: &[u8], is_char: impl Fn(u8) -> bool, mut each: impl FnMut(usize, usize)) {
+    let mut p = stride.saturating_sub(1);
+    while p < text.len() {
+        if !is_char(at(text, p)) {
+            p += stride;
+            continue;
+        }
+        let mut start = p;
+        while start > 0 && is_char(before(text, start)) {
+            start -= 1;
+        }
+        let mut end = p + 1;
+        while is_char(at(text, end)) {
+            end += 1;
+        }
+        each(start, end);
+        // The first of the places at or after the run's end.
+        p += (end - p).div_ceil(stride) * stride;
     }
 }
 
+/// An AWS secret access key's length.
 const KEY_LEN: usize = 40;
 
 /// The run `start..end` of key characters is a key: not cut from a longer
@@ -234,29 +242,12 @@ const SHORTEST_TOKEN: usize = {
 };
 
 pub fn find_provider_tokens(text: &[u8], out: &mut Vec<(usize, usize)>) {
-    // A token lies in a run of token characters at least `SHORTEST_TOKEN`
-    // long, and such a run holds one of every `SHORTEST_TOKEN`th places:
-    // only the runs through those are searched.
-    let stride = SHORTEST_TOKEN;
-    let mut p = stride - 1;
-    while p < text.len() {
-        if !is_token_char(at(text, p)) {
-            p += stride;
-            continue;
-        }
-        let mut start = p;
-        while start > 0 && is_token_char(before(text, start)) {
-            start -= 1;
-        }
-        let mut end = p + 1;
-        while is_token_char(at(text, end)) {
-            end += 1;
-        }
-        p += (end - p).div_ceil(stride) * stride;
-        if end - start >= stride {
+    // A token lies in a run of token characters at least `SHORTEST_TOKEN` long.
+    runs_through_every(SHORTEST_TOKEN, text, is_token_char, |start, end| {
+        if end - start >= SHORTEST_TOKEN {
             provider_tokens_in(text, start, end, out);
         }
-    }
+    });
 }
 
 /// The tokens inside `from..to` (a run of token characters).
@@ -372,6 +363,16 @@ mod tests {
         assert!(found(find_aws_secret_keys, "da39a3ee5e6b4b0d3255bfef95601890afd80709").is_empty(), "hex digests are one case");
     }
 
+    /// A fixed-seed xorshift generator for the generated texts.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
     /// Every run of key characters measured, one after the other.
     fn aws_secret_keys_run_by_run(text: &[u8]) -> Vec<(usize, usize)> {
         let mut out = Vec::new();
@@ -395,13 +396,7 @@ mod tests {
     #[test]
     fn aws_secret_keys_by_stride_are_those_of_every_run() {
         let key = b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let mut keys = 0;
         for _ in 0..3000 {
             let mut text = Vec::new();
@@ -448,13 +443,7 @@ mod tests {
     #[test]
     fn provider_tokens_by_stride_are_those_of_a_scan_of_the_whole_text() {
         let tokens: [&[u8]; 4] = [b"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", b"xoxb-1234567890", b"sk_live_4eC39HqLyjWDarjtT1zdp7dc", b"glpat-xxxxxxxxxxxxxxxxxxxx"];
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let mut found_any = 0;
         for _ in 0..3000 {
             let mut text = Vec::new();
