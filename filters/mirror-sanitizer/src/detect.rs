@@ -38,29 +38,31 @@ pub enum Builtin {
 }
 
 /// Byte classes the detectors' quick checks need.
-const DIGIT: u16 = 1;
-const UPPER: u16 = 2;
-const AT: u16 = 4;
-const J: u16 = 8;
-const DOT: u16 = 16;
-const B: u16 = 32;
-const SPACE: u16 = 64;
-const EQ: u16 = 128;
-const DASH: u16 = 256;
-const UNDERSCORE: u16 = 512;
-const LOWER: u16 = 1024;
+const DIGIT: u32 = 1;
+const UPPER: u32 = 2;
+const AT: u32 = 4;
+const J: u32 = 8;
+const DOT: u32 = 16;
+const B: u32 = 32;
+const SPACE: u32 = 64;
+const EQ: u32 = 128;
+const DASH: u32 = 256;
+const UNDERSCORE: u32 = 512;
+const LOWER: u32 = 1024;
 /// Not in the base64 or base64url alphabets (nor `=`).
-const NON_B64: u16 = 2048;
-const OPEN: u16 = 4096;
+const NON_B64: u32 = 2048;
+const OPEN: u32 = 4096;
 /// Ends the plain run of a JSON string: `"`, `\\` or a control character.
-pub const STRING_STOP: u16 = 8192;
-const PERCENT: u16 = 16384;
+pub const STRING_STOP: u32 = 8192;
+const PERCENT: u32 = 16384;
+const PLUS: u32 = 32768;
+const SLASH: u32 = 65536;
 
 // Evaluated at compile time: an index out of range would fail the build,
 // never a request.
 #[allow(clippy::indexing_slicing)]
-const CLASSES: [u16; 256] = {
-    let mut t = [0u16; 256];
+const CLASSES: [u32; 256] = {
+    let mut t = [0u32; 256];
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
@@ -76,6 +78,8 @@ const CLASSES: [u16; 256] = {
             | if b == b'_' { UNDERSCORE } else { 0 }
             | if b == b'{' || b == b'[' { OPEN } else { 0 }
             | if b == b'%' { PERCENT } else { 0 }
+            | if b == b'+' { PLUS } else { 0 }
+            | if b == b'/' { SLASH } else { 0 }
             | if b64 { 0 } else { NON_B64 }
             | if b == b'"' || b == b'\\' || b < 0x20 { STRING_STOP } else { 0 };
         i += 1;
@@ -86,47 +90,91 @@ const CLASSES: [u16; 256] = {
 /// What a text holds, gathered in one table-driven pass, so detectors that
 /// cannot match it are skipped without scanning.
 pub struct Profile {
-    classes: u16,
+    classes: u32,
     digits: usize,
     uppers: usize,
     len: usize,
 }
 
 /// The class bits of a byte.
-pub fn class_of(b: u8) -> u16 {
+pub fn class_of(b: u8) -> u32 {
     CLASSES.get(usize::from(b)).copied().unwrap_or(0)
 }
 
-/// A profile taken byte by byte, while a reader scans the text anyway.
-#[derive(Default)]
-pub struct ProfileAcc {
-    classes: u16,
-    digits: usize,
-    uppers: usize,
+/// The bytes from `from` up to the first `"`, `\\` or control character (or
+/// the end): that end, and the class bits of the bytes before it. Eight
+/// bytes a step, as most of a document's bytes are plain string content.
+pub fn plain_run(text: &[u8], from: usize) -> (usize, u32) {
+    let mut i = from;
+    let mut classes = 0;
+    // Most strings are short (keys, ids): byte by byte first.
+    while i < from + 8 {
+        let Some(&b) = text.get(i) else { return (i, classes) };
+        let c = class_of(b);
+        if c & STRING_STOP != 0 {
+            return (i, classes);
+        }
+        classes |= c;
+        i += 1;
+    }
+    while let Some(chunk) = text.get(i..i + 8) {
+        let Ok([a, b, c, d, e, f, g, h]) = <[u8; 8]>::try_from(chunk) else { break };
+        let m = class_of(a) | class_of(b) | class_of(c) | class_of(d) | class_of(e) | class_of(f) | class_of(g) | class_of(h);
+        if m & STRING_STOP != 0 {
+            break;
+        }
+        classes |= m;
+        i += 8;
+    }
+    while let Some(&b) = text.get(i) {
+        let c = class_of(b);
+        if c & STRING_STOP != 0 {
+            break;
+        }
+        classes |= c;
+        i += 1;
+    }
+    (i, classes)
 }
 
-impl ProfileAcc {
-    pub fn add(&mut self, class: u16) {
-        self.classes |= class;
-        self.digits += usize::from(class & DIGIT);
-        self.uppers += usize::from((class & UPPER) >> 1);
-    }
-
-    pub fn finish(self, len: usize) -> Profile {
-        Profile { classes: self.classes, digits: self.digits, uppers: self.uppers, len }
-    }
-}
+/// Every check on a digit or capital count needs a text this long or longer.
+const COUNTED_FROM: usize = 8;
 
 impl Profile {
     pub fn of(text: &[u8]) -> Self {
-        let mut acc = ProfileAcc::default();
-        for &b in text {
-            acc.add(class_of(b));
-        }
-        acc.finish(text.len())
+        let classes = text.iter().fold(0, |m, &b| m | class_of(b));
+        Self::from_classes(classes, text)
     }
 
-    fn has(&self, class: u16) -> bool {
+    /// The profile of `text` whose bytes' class bits are `classes`: digits
+    /// and capitals are counted only in a text long enough for a check on
+    /// them (shorter, every such check fails whatever the count).
+    pub fn from_classes(classes: u32, text: &[u8]) -> Self {
+        let (mut digits, mut uppers) = (0, 0);
+        if text.len() >= COUNTED_FROM && classes & (DIGIT | UPPER) != 0 {
+            for &b in text {
+                digits += usize::from(b.is_ascii_digit());
+                uppers += usize::from(b.is_ascii_uppercase());
+            }
+        }
+        Profile { classes, digits, uppers, len: text.len() }
+    }
+
+    /// The built-in detectors (their `Builtin::bit`s) that may match the
+    /// text.
+    pub fn possible(&self) -> u16 {
+        if self.len < SHORTEST_MATCH {
+            return 0;
+        }
+        Builtin::ALL.iter().fold(0, |m, &b| if b.may_match(self) { m | b.bit() } else { m })
+    }
+
+    /// Could hold a nested document (JSON, pairs, percent-encoding, base64).
+    pub fn maybe_document(&self) -> bool {
+        self.has(OPEN | EQ | PERCENT) || self.maybe_base64()
+    }
+
+    fn has(&self, class: u32) -> bool {
         self.classes & class != 0
     }
 
@@ -145,6 +193,16 @@ impl Profile {
         self.has(PERCENT)
     }
 
+    /// Holds `-` or `_` (base64url rather than base64).
+    pub fn has_url_signs(&self) -> bool {
+        self.has(DASH | UNDERSCORE)
+    }
+
+    /// Holds `+` or `/` (base64 rather than base64url).
+    pub fn has_standard_signs(&self) -> bool {
+        self.has(PLUS | SLASH)
+    }
+
     /// Holds `{` or `[` (a JSON document).
     pub fn has_open(&self) -> bool {
         self.has(OPEN)
@@ -160,20 +218,25 @@ impl Builtin {
         match self {
             Builtin::CardNumber => p.digits >= 13,
             Builtin::Email => p.has(AT) && p.has(DOT),
-            Builtin::Jwt => p.has(J) && p.has(DOT) && p.len >= 10,
+            // `eyJa.bc.` is the shortest.
+            Builtin::Jwt => p.has(J) && p.has(DOT) && p.len >= 8,
             Builtin::BearerToken => p.has(B) && p.has(SPACE),
             Builtin::AwsAccessKeyId => p.uppers >= 4 && p.len >= 20,
             Builtin::Iban => p.uppers >= 2 && p.digits >= 2 && p.len >= 15,
-            Builtin::Phone => p.digits >= 8,
+            // E.164 starts with `+`; every North American shape has `-` or `.`.
+            Builtin::Phone => p.digits >= 8 && p.has(PLUS | DASH | DOT),
             Builtin::Ssn => p.digits >= 9 && (p.has(DASH) || p.has(SPACE)),
-            // Random 40-character keys hold digits and capitals.
-            Builtin::AwsSecretKey => p.len >= 40 && p.uppers >= 3 && p.digits >= 1 && p.has(LOWER),
+            Builtin::AwsSecretKey => p.len >= 40 && p.has(UPPER) && p.has(LOWER),
             Builtin::PrivateKey => p.has(DASH) && p.uppers >= 14,
-            // Every published format has a separator or capitals, and random
-            // bodies hold digits.
-            Builtin::ProviderToken => p.len >= 13 && p.digits >= 1 && (p.has(UNDERSCORE) || p.has(DASH) || p.has(DOT) || p.uppers >= 2),
+            // Every published prefix has a separator or two capitals.
+            Builtin::ProviderToken => p.len >= 13 && (p.has(UNDERSCORE) || p.has(DASH) || p.has(DOT) || p.uppers >= 2),
             Builtin::CredentialParam => p.has(EQ),
         }
+    }
+
+    /// This detector's bit in a `Profile::possible` mask.
+    pub fn bit(self) -> u16 {
+        1 << (self as u16)
     }
 
     pub const ALL: [Builtin; 12] = [
@@ -243,28 +306,40 @@ pub fn scan(text: &str, detectors: &[(Detector, usize)]) -> Vec<Span> {
 /// `scan`, with the text's profile already taken.
 pub fn scan_profiled(text: &str, profile: &Profile, detectors: &[(Detector, usize)]) -> Vec<Span> {
     let mut spans = Vec::new();
-    let mut found = Vec::new();
+    scan_into(text, profile.possible(), detectors, &mut Vec::new(), &mut spans);
+    spans
+}
+
+/// `scan` into `spans` (cleared first), running only the built-in
+/// detectors of the `possible` mask, with `found` as scratch: buffers a
+/// caller keeps from one text to the next. A built-in listed again for a
+/// later rule runs once: its matches would be the same, and the earlier
+/// rule's win.
+pub fn scan_into(text: &str, possible: u16, detectors: &[(Detector, usize)], found: &mut Vec<(usize, usize)>, spans: &mut Vec<Span>) {
+    spans.clear();
+    let mut ran = 0u16;
     for (detector, rule) in detectors {
         if let Detector::Builtin(b) = detector {
-            if text.len() < SHORTEST_MATCH || !b.may_match(profile) {
+            if possible & b.bit() == 0 || ran & b.bit() != 0 {
                 continue;
             }
+            ran |= b.bit();
         }
         found.clear();
-        detector.find(text, &mut found);
+        detector.find(text, found);
         spans.extend(found.iter().map(|&(start, end)| Span { start, end, rule: *rule }));
     }
     if spans.len() > 1 {
         spans.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.rule.cmp(&b.rule)));
-        let mut kept: Vec<Span> = Vec::with_capacity(spans.len());
-        for s in spans {
-            if kept.last().is_none_or(|k| s.start >= k.end) {
-                kept.push(s);
+        let mut kept_end: Option<usize> = None;
+        spans.retain(|s| {
+            let keep = kept_end.is_none_or(|end| s.start >= end);
+            if keep {
+                kept_end = Some(s.end);
             }
-        }
-        spans = kept;
+            keep
+        });
     }
-    spans
 }
 
 
@@ -671,6 +746,30 @@ mod tests {
         assert_eq!(found(Builtin::Phone, "+44 20 7946 0958"), ["+44 20 7946 0958"]);
         assert_eq!(found(Builtin::Phone, "(555) 123-4567; 555.123.4567"), ["(555) 123-4567", "555.123.4567"]);
         assert!(found(Builtin::Phone, "v1.2.3 2024-01-15 +123").is_empty());
+    }
+
+    #[test]
+    fn a_profile_never_rules_out_a_text_its_detector_matches() {
+        let samples = [
+            "card 4111111111111111 ok", "4111 1111 1111 1111", "x:5500-0000-0000-0004,", "to: Jane.Doe+x@mail.example.com", "<alice@example.org>",
+            "token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl&x=1", "auth: bearer  tok", "key AKIAIOSFODNN7EXAMPLE.",
+            "iban DE89370400440532013000 x", "GB82 WEST 1234 5698 7654 32", "call +1 (555) 123-4567 now", "+44 20 7946 0958", "(555) 123-4567; 555.123.4567",
+            "555-123-4567", "ssn 219-09-9999, 078-05-1120", "536 90 4399", "x wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY y",
+            "aws_secret_access_key = wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY12", "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
+            "t=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&x", "glpat-xxxxxxxxxxxxxxxxxxxx", "eyJa.bc.", "k wJalrXUtnFEMI/KxMDENG/bPxRfiCYEXAMPLEKEY", "sk_live_4eC39HqLyjWDarjtT1zdp7dc", "AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe",
+            "https://b.s3.amazonaws.com/o?X-Amz-Credential=AKIA%2F1&X-Amz-Signature=abc123&x=1", "?sv=2020&sig=a%2Bb%3D&se=x",
+        ];
+        let mut matched = 0;
+        for b in Builtin::ALL {
+            for text in samples {
+                let direct = found(b, text);
+                let spans = scan(text, &[(Detector::Builtin(b), 0)]);
+                let scanned: Vec<&str> = spans.iter().map(|s| &text[s.start..s.end]).collect();
+                assert_eq!(scanned, direct, "{b:?} on {text:?}");
+                matched += usize::from(!direct.is_empty());
+            }
+        }
+        assert!(matched >= samples.len(), "the samples hold matches of every detector");
     }
 
     #[test]

@@ -52,26 +52,50 @@ fn is_aws_secret_char(b: u8) -> bool {
 /// either with a `/` or `+` in them or with `secret`, `aws` or `key` in the
 /// 64 bytes before (`aws_secret_access_key = …`).
 pub fn find_aws_secret_keys(text: &[u8], out: &mut Vec<(usize, usize)>) {
-    let mut i = 0;
-    while i < text.len() {
-        if !is_aws_secret_char(at(text, i)) {
-            i += 1;
+    runs_through_every(KEY_LEN, text, is_aws_secret_char, |start, end| {
+        if end - start == KEY_LEN && aws_secret_key_at(text, start, end) {
+            out.push((start, end));
+        }
+    });
+}
+
+/// Calls `each` with every longest run of `is_char` bytes that holds one
+/// of the places `stride - 1`, `2 * stride - 1`, …: every run `stride`
+/// long or longer does, and ordinary text is mostly stepped over.
+fn runs_through_every(stride: usize, text: &[u8], is_char: impl Fn(u8) -> bool, mut each: impl FnMut(usize, usize)) {
+    let mut p = stride.saturating_sub(1);
+    while p < text.len() {
+        if !is_char(at(text, p)) {
+            p += stride;
             continue;
         }
-        let start = i;
-        while is_aws_secret_char(at(text, i)) {
-            i += 1;
+        let mut start = p;
+        while start > 0 && is_char(before(text, start)) {
+            start -= 1;
         }
-        if i - start != 40 || at(text, i) == b'=' || is_b64url_extra(at(text, i)) || is_b64url_extra(before(text, start)) {
-            continue;
+        let mut end = p + 1;
+        while is_char(at(text, end)) {
+            end += 1;
         }
-        let key = text.get(start..i).unwrap_or_default();
-        let mixed = key.iter().any(u8::is_ascii_uppercase) && key.iter().any(u8::is_ascii_lowercase);
-        let base64ish = key.iter().any(|&b| b == b'/' || b == b'+');
-        if mixed && (base64ish || named_before(text, start)) {
-            out.push((start, i));
-        }
+        each(start, end);
+        // The first of the places at or after the run's end.
+        p += (end - p).div_ceil(stride) * stride;
     }
+}
+
+/// An AWS secret access key's length.
+const KEY_LEN: usize = 40;
+
+/// The run `start..end` of key characters is a key: not cut from a longer
+/// base64url or padded text, both cases, and a sign or a name.
+fn aws_secret_key_at(text: &[u8], start: usize, end: usize) -> bool {
+    if at(text, end) == b'=' || is_b64url_extra(at(text, end)) || is_b64url_extra(before(text, start)) {
+        return false;
+    }
+    let key = text.get(start..end).unwrap_or_default();
+    let mixed = key.iter().any(u8::is_ascii_uppercase) && key.iter().any(u8::is_ascii_lowercase);
+    let base64ish = key.iter().any(|&b| b == b'/' || b == b'+');
+    mixed && (base64ish || named_before(text, start))
 }
 
 fn is_b64url_extra(b: u8) -> bool {
@@ -178,33 +202,70 @@ const PROVIDER_TOKENS: &[(&[u8], usize, Charset)] = &[
     (b"SK", 32, Charset::Hex),
 ];
 
-/// Bit per byte: some prefix starts with it.
+/// Per byte, the prefixes that start with it (bit `i`: `PROVIDER_TOKENS[i]`).
 #[allow(clippy::indexing_slicing)] // evaluated at compile time
-const fn first_bytes() -> [bool; 256] {
-    let mut t = [false; 256];
+const fn first_bytes() -> [u64; 256] {
+    let mut t = [0u64; 256];
     let mut i = 0;
     while i < PROVIDER_TOKENS.len() {
         let (prefix, _, _) = PROVIDER_TOKENS[i];
-        t[prefix[0] as usize] = true;
+        t[prefix[0] as usize] |= 1 << i;
         i += 1;
     }
     t
 }
 
+// Evaluated at compile time: an index out of range (or more prefixes than
+// bits) would fail the build.
+#[allow(clippy::indexing_slicing)]
+const FIRST: [u64; 256] = first_bytes();
+
+/// The characters of every prefix and body above.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/')
+}
+
+/// The shortest token: a prefix and the least body after it.
 // Evaluated at compile time: an index out of range would fail the build.
 #[allow(clippy::indexing_slicing)]
-const FIRST: [bool; 256] = first_bytes();
+const SHORTEST_TOKEN: usize = {
+    let mut least = usize::MAX;
+    let mut i = 0;
+    while i < PROVIDER_TOKENS.len() {
+        let (prefix, min, _) = PROVIDER_TOKENS[i];
+        if prefix.len() + min < least {
+            least = prefix.len() + min;
+        }
+        i += 1;
+    }
+    least
+};
 
 pub fn find_provider_tokens(text: &[u8], out: &mut Vec<(usize, usize)>) {
-    let mut i = 0;
-    while i < text.len() {
+    // A token lies in a run of token characters at least `SHORTEST_TOKEN` long.
+    runs_through_every(SHORTEST_TOKEN, text, is_token_char, |start, end| {
+        if end - start >= SHORTEST_TOKEN {
+            provider_tokens_in(text, start, end, out);
+        }
+    });
+}
+
+/// The tokens inside `from..to` (a run of token characters).
+fn provider_tokens_in(text: &[u8], from: usize, to: usize, out: &mut Vec<(usize, usize)>) {
+    let mut i = from;
+    while i < to {
         let b = at(text, i);
-        if !FIRST.get(usize::from(b)).copied().unwrap_or(false) || before(text, i).is_ascii_alphanumeric() {
+        let mut candidates = FIRST.get(usize::from(b)).copied().unwrap_or(0);
+        if candidates == 0 || before(text, i).is_ascii_alphanumeric() {
             i += 1;
             continue;
         }
         let mut matched = None;
-        for &(prefix, min, charset) in PROVIDER_TOKENS {
+        // Only the prefixes that start with this byte, in the list's order.
+        while candidates != 0 {
+            let k = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            let Some(&(prefix, min, charset)) = PROVIDER_TOKENS.get(k) else { break };
             if text.get(i..i + prefix.len()) != Some(prefix) {
                 continue;
             }
@@ -302,6 +363,60 @@ mod tests {
         assert!(found(find_aws_secret_keys, "da39a3ee5e6b4b0d3255bfef95601890afd80709").is_empty(), "hex digests are one case");
     }
 
+    /// A fixed-seed xorshift generator for the generated texts.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
+    /// Every run of key characters measured, one after the other.
+    fn aws_secret_keys_run_by_run(text: &[u8]) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < text.len() {
+            if !is_aws_secret_char(text[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < text.len() && is_aws_secret_char(text[i]) {
+                i += 1;
+            }
+            if i - start == KEY_LEN && aws_secret_key_at(text, start, i) {
+                out.push((start, i));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn aws_secret_keys_by_stride_are_those_of_every_run() {
+        let key = b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+        let mut keys = 0;
+        for _ in 0..3000 {
+            let mut text = Vec::new();
+            while text.len() < 300 {
+                match next() % 6 {
+                    0 => text.extend_from_slice(key),
+                    1 => text.extend_from_slice(&key[..(next() % 40) as usize]),
+                    2 => text.extend_from_slice(b"aws_secret = "),
+                    3 => text.push(b" =-_/+aZ9"[(next() % 9) as usize]),
+                    _ => text.extend((0..next() % 50).map(|_| b"ABCxyz019/+"[(next() % 11) as usize])),
+                }
+            }
+            let mut found = Vec::new();
+            find_aws_secret_keys(&text, &mut found);
+            assert_eq!(found, aws_secret_keys_run_by_run(&text), "{}", String::from_utf8_lossy(&text));
+            keys += found.len();
+        }
+        assert!(keys > 100, "{keys} keys in the generated texts");
+    }
+
     #[test]
     fn pem_private_keys_to_their_end_or_the_text_end() {
         let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----";
@@ -323,6 +438,34 @@ mod tests {
             assert_eq!(found(find_provider_tokens, &format!("t={token}&x")), [token], "{token}");
         }
         assert!(found(find_provider_tokens, "sk_live_short ghp_tooShort x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").is_empty());
+    }
+
+    #[test]
+    fn provider_tokens_by_stride_are_those_of_a_scan_of_the_whole_text() {
+        let tokens: [&[u8]; 4] = [b"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", b"xoxb-1234567890", b"sk_live_4eC39HqLyjWDarjtT1zdp7dc", b"glpat-xxxxxxxxxxxxxxxxxxxx"];
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
+        let mut found_any = 0;
+        for _ in 0..3000 {
+            let mut text = Vec::new();
+            while text.len() < 200 {
+                match next() % 5 {
+                    0 => text.extend_from_slice(tokens[(next() % 4) as usize]),
+                    1 => {
+                        let t = tokens[(next() % 4) as usize];
+                        text.extend_from_slice(&t[..(next() as usize % t.len())]);
+                    }
+                    2 => text.push(b" =&_-./x9"[(next() % 9) as usize]),
+                    _ => text.extend((0..next() % 20).map(|_| b"abxS0_-./ "[(next() % 10) as usize])),
+                }
+            }
+            let mut strided = Vec::new();
+            find_provider_tokens(&text, &mut strided);
+            let mut whole = Vec::new();
+            provider_tokens_in(&text, 0, text.len(), &mut whole);
+            assert_eq!(strided, whole, "{}", String::from_utf8_lossy(&text));
+            found_any += whole.len();
+        }
+        assert!(found_any > 1000, "{found_any} tokens in the generated texts");
     }
 
     #[test]

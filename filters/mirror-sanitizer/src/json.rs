@@ -8,7 +8,7 @@
 //! keys and array lengths stay. Anything that is not valid JSON is an
 //! error, so an unreadable body is never passed on.
 
-use crate::detect::{class_of, Builtin, Detector, Profile, ProfileAcc, STRING_STOP};
+use crate::detect::{plain_run, Builtin, Detector, Profile};
 use crate::mode::Replacement;
 use crate::names::NameKind;
 use crate::redact::Redactor;
@@ -23,7 +23,7 @@ pub const MAX_DEPTH: usize = 128;
 pub fn sanitize_json(input: &[u8], r: &mut Redactor) -> Result<Option<Vec<u8>>, String> {
     let track_path = !r.policy.json_pointers.is_empty();
     let cards_in_numbers = r.policy.detectors.iter().any(|(d, _)| matches!(d, Detector::Builtin(Builtin::CardNumber)));
-    let mut w = Walker { input, pos: 0, out: Vec::with_capacity(input.len()), changed: false, path: Vec::new(), track_path, cards_in_numbers, r };
+    let mut w = Walker { input, utf8: utf8_prefix(input), pos: 0, out: Vec::with_capacity(input.len()), changed: false, path: Vec::new(), track_path, cards_in_numbers, r };
     w.ws();
     let masked = w.r.policy.allowlist.is_some();
     w.value(0, true, masked)?;
@@ -34,8 +34,18 @@ pub fn sanitize_json(input: &[u8], r: &mut Redactor) -> Result<Option<Vec<u8>>, 
     Ok(w.changed.then_some(w.out))
 }
 
+/// The longest prefix of `input` that is UTF-8.
+fn utf8_prefix(input: &[u8]) -> &str {
+    match std::str::from_utf8(input) {
+        Ok(text) => text,
+        Err(e) => std::str::from_utf8(input.get(..e.valid_up_to()).unwrap_or_default()).unwrap_or_default(),
+    }
+}
+
 struct Walker<'a, 'r, 'p> {
     input: &'a [u8],
+    /// The longest prefix of `input` that is UTF-8.
+    utf8: &'a str,
     pos: usize,
     out: Vec<u8>,
     changed: bool,
@@ -51,6 +61,20 @@ impl<'a> Walker<'a, '_, '_> {
         self.input.get(self.pos).copied().unwrap_or(0)
     }
 
+    fn peek_byte(&self) -> Option<u8> {
+        self.input.get(self.pos).copied()
+    }
+
+    /// The text of `start..end`, inside a string: a slice of the document's
+    /// UTF-8, checked once for the whole document.
+    fn text(&self, start: usize, end: usize) -> Result<&'a str, String> {
+        match self.utf8.get(start..end) {
+            Some(text) => Ok(text),
+            None => std::str::from_utf8(self.raw(start, end)).map_err(|_| self.error("invalid UTF-8")),
+        }
+    }
+
+    #[cold]
     fn error(&self, what: &str) -> String {
         format!("JSON does not parse: {what} at byte {}", self.pos)
     }
@@ -61,16 +85,22 @@ impl<'a> Walker<'a, '_, '_> {
         }
     }
 
+    #[inline]
     fn expect(&mut self, b: u8) -> Result<(), String> {
         if self.peek() == b {
             self.pos += 1;
             Ok(())
         } else {
-            Err(self.error(&format!("expected '{}'", char::from(b))))
+            Err(self.expected(b))
         }
     }
 
-    fn raw(&self, start: usize, end: usize) -> &[u8] {
+    #[cold]
+    fn expected(&self, b: u8) -> String {
+        self.error(&format!("expected '{}'", char::from(b)))
+    }
+
+    fn raw(&self, start: usize, end: usize) -> &'a [u8] {
         self.input.get(start..end).unwrap_or_default()
     }
 
@@ -196,35 +226,31 @@ impl<'a> Walker<'a, '_, '_> {
     /// Parses a string at the cursor: its raw range (quotes included) and
     /// its decoded text.
     fn string(&mut self) -> Result<(usize, usize, Cow<'a, str>), String> {
-        self.string_profiled().map(|(s, e, t, _)| (s, e, t))
+        self.string_with(false).map(|(s, e, t, _)| (s, e, t))
     }
 
     /// `string`, with the detectors' profile of a string without escapes
     /// taken in the same pass.
     fn string_profiled(&mut self) -> Result<(usize, usize, Cow<'a, str>, Option<Profile>), String> {
+        self.string_with(true)
+    }
+
+    fn string_with(&mut self, profiled: bool) -> Result<(usize, usize, Cow<'a, str>, Option<Profile>), String> {
         let start = self.pos;
         self.expect(b'"')?;
         let content = self.pos;
-        // Fast path: no escapes.
-        let mut acc = ProfileAcc::default();
-        while let Some(&b) = self.input.get(self.pos) {
-            let class = class_of(b);
-            if class & STRING_STOP == 0 {
-                acc.add(class);
+        // Fast path: a run of plain bytes, then the closing quote.
+        let (end, classes) = plain_run(self.input, content);
+        self.pos = end;
+        match self.peek_byte() {
+            Some(b'"') => {
+                let text = self.text(content, end)?;
                 self.pos += 1;
-                continue;
+                let profile = profiled.then(|| Profile::from_classes(classes, text.as_bytes()));
+                return Ok((start, self.pos, Cow::Borrowed(text), profile));
             }
-            match b {
-                b'"' => {
-                    let input: &'a [u8] = self.input;
-                    let raw = input.get(content..self.pos).unwrap_or_default();
-                    let text = std::str::from_utf8(raw).map_err(|_| self.error("invalid UTF-8"))?;
-                    self.pos += 1;
-                    return Ok((start, self.pos, Cow::Borrowed(text), Some(acc.finish(raw.len()))));
-                }
-                b'\\' => break,
-                _ => return Err(self.error("control character in a string")),
-            }
+            Some(b'\\') | None => {}
+            Some(_) => return Err(self.error("control character in a string")),
         }
         let mut bytes = self.raw(content, self.pos).to_vec();
         loop {
@@ -288,27 +314,6 @@ impl<'a> Walker<'a, '_, '_> {
         char::from_u32(code).ok_or_else(|| self.error("bad \\u escape"))
     }
 
-    /// The text a rule redacts for the value at `start..end`: a string's
-    /// decoded content, or any other value's JSON text.
-    fn value_text(&self, start: usize, end: usize) -> Result<String, String> {
-        let raw = self.raw(start, end);
-        if raw.first() == Some(&b'"') {
-            let mut scratch = Redactor::new(self.r.policy);
-            let mut sub = Walker {
-                input: raw,
-                pos: 0,
-                out: Vec::new(),
-                changed: false,
-                path: Vec::new(),
-                track_path: false,
-                cards_in_numbers: false,
-                r: &mut scratch,
-            };
-            return sub.string().map(|(_, _, t)| t.into_owned());
-        }
-        Ok(String::from_utf8_lossy(raw).into_owned())
-    }
-
     /// What the member `key` here gets: the first rule (by index) that
     /// selects it by name or pointer and whether that selection is weak (a
     /// rule only for secret-looking strings), and whether the allowlist
@@ -358,9 +363,15 @@ impl<'a> Walker<'a, '_, '_> {
     /// Skips a selected value and writes what its rule makes of it; `false`
     /// when the rule removes it.
     fn redact_value(&mut self, depth: usize, rule: usize) -> Result<Option<String>, String> {
-        let start = self.pos;
-        self.value(depth, false, false)?;
-        let text = self.value_text(start, self.pos)?;
+        // The text a rule redacts: a string's decoded content, or any other
+        // value's JSON text.
+        let text = if self.peek() == b'"' && depth <= MAX_DEPTH {
+            self.string()?.2
+        } else {
+            let start = self.pos;
+            self.value(depth, false, false)?;
+            String::from_utf8_lossy(self.raw(start, self.pos))
+        };
         self.changed = true;
         Ok(match self.r.select(rule, &text) {
             Replacement::Remove => None,
@@ -490,22 +501,25 @@ impl<'a> Walker<'a, '_, '_> {
     }
 }
 
-/// Writes `text` as a JSON string.
+/// Writes `text` as a JSON string: runs without a byte to escape are
+/// copied whole.
 pub fn write_string(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
-    for c in text.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if u32::from(c) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", u32::from(c)).as_bytes()),
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    loop {
+        let (end, _) = plain_run(bytes, at);
+        out.extend_from_slice(bytes.get(at..end).unwrap_or_default());
+        let Some(&b) = bytes.get(end) else { break };
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            c => out.extend_from_slice(format!("\\u{:04x}", c).as_bytes()),
         }
+        at = end + 1;
     }
     out.push(b'"');
 }

@@ -14,6 +14,7 @@ pub mod grpc_framing;
 pub mod json;
 pub mod mode;
 pub mod multipart;
+pub mod name_memo;
 pub mod names;
 pub mod nested;
 pub mod path;

@@ -51,18 +51,19 @@ impl Pseudonymizer {
         let mut mac = self.mac.clone();
         mac.update(value);
         let digest = mac.finalize().into_bytes();
-        let mut out = String::with_capacity(HASH_PREFIX.len() + HASH_BYTES * 2);
-        out.push_str(HASH_PREFIX);
+        let mut out = Vec::with_capacity(HASH_PREFIX.len() + HASH_BYTES * 2);
+        out.extend_from_slice(HASH_PREFIX.as_bytes());
         for b in digest.iter().take(HASH_BYTES) {
             out.push(hex_digit(b >> 4));
             out.push(hex_digit(b & 0xf));
         }
-        out
+        // ASCII throughout.
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
-fn hex_digit(n: u8) -> char {
-    char::from_digit(u32::from(n), 16).unwrap_or('0')
+fn hex_digit(n: u8) -> u8 {
+    b"0123456789abcdef".get(usize::from(n)).copied().unwrap_or(b'0')
 }
 
 /// The masked form of `value`.

@@ -46,8 +46,8 @@ fn open_document(text: &str, profile: &Profile, r: &mut Redactor) -> Opened {
         }
     }
     // Base64 padding is not a pair's `=`: base64 is tried first.
-    if profile.maybe_base64() && !text.trim_end_matches('=').contains('=') {
-        match open_base64(text, r) {
+    if profile.maybe_base64() && !(profile.has_equals() && text.trim_end_matches('=').as_bytes().contains(&b'=')) {
+        match open_base64(text, profile, r) {
             Opened::NotDocument => {}
             opened => return opened,
         }
@@ -131,9 +131,10 @@ const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new().with_decode_pa
 
 /// Base64 or base64url of a JSON or form document (or of base64 of one),
 /// re-encoded in the same alphabet, with or without padding as it came.
-fn open_base64(text: &str, r: &mut Redactor) -> Opened {
-    let url = text.contains(['-', '_']);
-    if url && text.contains(['+', '/']) {
+fn open_base64(text: &str, profile: &Profile, r: &mut Redactor) -> Opened {
+    let url = profile.has_url_signs();
+    let standard = profile.has_standard_signs();
+    if url && standard {
         return Opened::NotDocument;
     }
     let engine = GeneralPurpose::new(if url { &alphabet::URL_SAFE } else { &alphabet::STANDARD }, LENIENT);
@@ -155,7 +156,7 @@ fn open_base64(text: &str, r: &mut Redactor) -> Opened {
         Opened::Changed(new) => {
             // Padded as it came; text with `+` or `/` came from a standard
             // encoder, which pads. Without either sign it is written unpadded.
-            let padded = text.ends_with('=') || text.contains(['+', '/']);
+            let padded = text.ends_with('=') || standard;
             let out = GeneralPurpose::new(
                 if url { &alphabet::URL_SAFE } else { &alphabet::STANDARD },
                 GeneralPurposeConfig::new().with_encode_padding(padded),

@@ -2,9 +2,10 @@
 //! allowlist's mask, or the detectors to free text (after offering it to
 //! the nested-document opener), and counts what each rule redacted.
 
-use crate::config::Policy;
-use crate::detect::{scan_profiled, Profile};
+use crate::config::{Known, Policy};
+use crate::detect::{scan_into, Detector, Profile, Span};
 use crate::mode::Replacement;
+use crate::name_memo::NameMemo;
 use crate::names::{NameKind, NameVerdict};
 use crate::text::DEFAULT_PLACEHOLDER;
 use crate::vocabulary::looks_secret;
@@ -29,12 +30,22 @@ pub struct Redactor<'a> {
     /// How many documents deep the value being read is nested.
     pub nesting: usize,
     opener: Option<Opener>,
+    /// The built-in detectors the policy runs (`Builtin::bit` mask).
+    builtins: u16,
+    /// The policy has regex detectors, which no profile rules out.
+    patterns: bool,
+    names: NameMemo,
+    /// Scratch for the detectors, kept from one text to the next.
+    found: Vec<(usize, usize)>,
+    spans: Vec<Span>,
 }
 
 impl<'a> Redactor<'a> {
     /// A redactor that reads values as text only.
     pub fn new(policy: &'a Policy) -> Self {
-        Self { policy, counts: vec![0; policy.rules.len()], nesting: 0, opener: None }
+        let builtins = policy.detectors.iter().fold(0, |m, (d, _)| if let Detector::Builtin(b) = d { m | b.bit() } else { m });
+        let patterns = policy.detectors.iter().any(|(d, _)| matches!(d, Detector::Pattern(_)));
+        Self { policy, counts: vec![0; policy.rules.len()], nesting: 0, opener: None, builtins, patterns, names: NameMemo::default(), found: Vec::new(), spans: Vec::new() }
     }
 
     /// A redactor that first offers each free-text value to `opener`.
@@ -50,13 +61,18 @@ impl<'a> Redactor<'a> {
 
     /// The verdict on a name (cached for the request).
     pub fn name(&mut self, kind: NameKind, name: &str) -> NameVerdict {
-        self.policy.known(kind, name).verdict
+        self.known(kind, name).verdict
+    }
+
+    fn known(&mut self, kind: NameKind, name: &str) -> Known {
+        let policy = self.policy;
+        self.names.get_or(kind, name, || policy.known(kind, name))
     }
 
     /// The verdict on a name and, when the name itself holds something a
     /// detector finds (a map keyed by e-mail address), its redacted form.
     pub fn name_and_text(&mut self, kind: NameKind, name: &str) -> (NameVerdict, Option<String>) {
-        let known = self.policy.known(kind, name);
+        let known = self.known(kind, name);
         let text = if known.clean { None } else { self.detect_profiled(name, &Profile::of(name.as_bytes())) };
         (known.verdict, text)
     }
@@ -120,7 +136,8 @@ impl<'a> Redactor<'a> {
         if text.is_empty() {
             return None;
         }
-        if let Some(open) = self.opener {
+        // Most values hold no sign of a document: the opener is not asked.
+        if let Some(open) = self.opener.filter(|_| profile.maybe_document()) {
             match open(text, &profile, self) {
                 Opened::Changed(t) => return Some(t),
                 Opened::Unchanged => return None,
@@ -132,23 +149,26 @@ impl<'a> Redactor<'a> {
 
     /// The detectors alone over a text whose profile was taken.
     pub fn detect_profiled(&mut self, text: &str, profile: &Profile) -> Option<String> {
-        if self.policy.detectors.is_empty() {
+        let possible = if self.patterns { profile.possible() } else { profile.possible() & self.builtins };
+        if possible == 0 && !self.patterns {
             return None;
         }
-        let spans = scan_profiled(text, profile, &self.policy.detectors);
-        if spans.is_empty() {
-            return None;
-        }
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        for s in spans {
-            out.push_str(text.get(at..s.start).unwrap_or_default());
-            let found = text.get(s.start..s.end).unwrap_or_default();
-            out.push_str(&self.select_text(s.rule, found));
-            at = s.end;
-        }
-        out.push_str(text.get(at..).unwrap_or_default());
-        Some(out)
+        let mut spans = std::mem::take(&mut self.spans);
+        scan_into(text, possible, &self.policy.detectors, &mut self.found, &mut spans);
+        let out = (!spans.is_empty()).then(|| {
+            let mut out = String::with_capacity(text.len());
+            let mut at = 0;
+            for s in &spans {
+                out.push_str(text.get(at..s.start).unwrap_or_default());
+                let found = text.get(s.start..s.end).unwrap_or_default();
+                out.push_str(&self.select_text(s.rule, found));
+                at = s.end;
+            }
+            out.push_str(text.get(at..).unwrap_or_default());
+            out
+        });
+        self.spans = spans;
+        out
     }
 
     pub fn total(&self) -> u64 {
