@@ -42,6 +42,7 @@ help:
 	@echo "make build  the filter modules ($(WASM_TARGET), release)"
 	@echo "make bench  per-request cost of each module in the harness (and the sanitizer's per byte, before and now)"
 	@echo "make soak   the four filters in one Envoy under load for SOAK_SECONDS (default 60), then the report"
+	@echo "make profile  where each filter's common path spends its instructions, by callback and function"
 	@echo "make bench-envoy  per-request Envoy CPU and RSS of each filter in a real Envoy, against native and Lua (minutes)"
 	@echo "make setup  install the toolchain targets, Envoy $(ENVOY_VERSION) and wasm-bindgen"
 	@echo "make oci    OCI images of the filters (both Wasm image variants) under $(OCI_OUT)/; prints their digests"
