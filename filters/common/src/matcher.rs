@@ -142,7 +142,7 @@ impl LiteralRegex {
     }
 }
 
-/// Whether `needle` occurs in `hay`. A header value against a short literal
+/// Whether `literal` occurs in `value`. A header value against a short literal
 /// (`Mobile` in a user agent) is searched byte by byte from each occurrence
 /// of the literal's first byte, which costs less than the standard
 /// library's two-way searcher sets up; a product past 4,096 byte steps goes
