@@ -109,6 +109,22 @@ fn bench_reports_instructions_per_request() {
 }
 
 #[test]
+fn bench_profile_counts_instructions_per_callback_and_keeps_json_parseable() {
+    let wasm = stamp_wasm();
+    let out = harness(&workspace(), &["bench", "--wasm", wasm.to_str().unwrap(), "--requests", "2000", "--profile"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("instructions per call, by callback"), "{text}");
+    assert!(text.contains("calls  proxy_on_request_headers"), "{text}");
+    assert!(text.contains("profile: "), "{text}");
+    let out = harness(&workspace(), &["bench", "--wasm", wasm.to_str().unwrap(), "--requests", "2000", "--profile", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["instructions_per_request"].as_f64().unwrap() > 0.0, "{report:#}");
+    assert!(stderr(&out).contains("calls  proxy_on_request_headers"), "{}", stderr(&out));
+}
+
+#[test]
 fn bench_json_instructions_per_request_are_positive_and_identical_across_runs() {
     let wasm = stamp_wasm();
     let bench = || {

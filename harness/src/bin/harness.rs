@@ -125,7 +125,13 @@ fn bench(args: &Args) -> Result<bool, String> {
         emit(&report.to_string());
     }
     if args.profile {
-        emit(&harness::profile::report(30));
+        // With --json the report stays parseable: the profile goes to stderr.
+        let profile = harness::profile::report(30);
+        if args.json {
+            eprint!("{profile}");
+        } else {
+            emit(&profile);
+        }
     }
     Ok(true)
 }
