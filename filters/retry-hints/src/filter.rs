@@ -81,7 +81,9 @@ impl Shared {
     }
 
     /// Reads, changes and writes `rule`'s budget, with this worker's held
-    /// give-backs for it applied first; they are held again if the write fails.
+    /// give-backs for it applied first. If the write fails they are held
+    /// again, or dropped when the worker holds too many already: the budget
+    /// then counts them as spent, erring toward fewer retries.
     fn update_budget<R>(&self, host: &dyn Host, rule: usize, key: &str, mut change: impl FnMut(&mut budget::Window) -> R) -> Result<R, HostError> {
         let pending = self.take_givebacks(rule);
         let result = budget::update(host, key, |w| {
