@@ -358,6 +358,14 @@ fn luhn(digits: &[u8]) -> bool {
     sum % 10 == 0
 }
 
+/// Whether groups ending as `ends` says (digits so far at each end) are
+/// written as card numbers are printed: one group, or groups of 3 to 6
+/// digits (4-4-4-4, 4-6-5, 4-4-4-4-3). A UUID's leading 8-4-4 is not one,
+/// so a request id whose first groups are all digits is not a card.
+fn printed_groups(ends: &[(usize, usize)]) -> bool {
+    ends.len() == 1 || ends.iter().scan(0, |prev, &(_, n)| Some(n - std::mem::replace(prev, n))).all(|len| (3..=6).contains(&len))
+}
+
 fn find_cards(text: &[u8], out: &mut Vec<(usize, usize)>) {
     let mut i = 0;
     while i < text.len() {
@@ -401,9 +409,15 @@ fn find_cards(text: &[u8], out: &mut Vec<(usize, usize)>) {
         let mut matched = None;
         // Longest first: the run whole if it ends at a boundary, else a
         // prefix that ends at a group boundary.
-        for &(end, n) in ends.get(..n_ends).unwrap_or_default().iter().rev() {
+        let ends = ends.get(..n_ends).unwrap_or_default();
+        for (k, &(end, n)) in ends.iter().enumerate().rev() {
             let boundary = !at(text, end).is_ascii_alphanumeric();
-            if boundary && (13..=19).contains(&n) && (b'2'..=b'6').contains(&at(&digits, 0)) && digits.get(..n).is_some_and(luhn) {
+            if boundary
+                && (13..=19).contains(&n)
+                && printed_groups(ends.get(..=k).unwrap_or_default())
+                && (b'2'..=b'6').contains(&at(&digits, 0))
+                && digits.get(..n).is_some_and(luhn)
+            {
                 matched = Some(end);
                 break;
             }
@@ -715,6 +729,51 @@ mod tests {
         // A year after the card is not absorbed.
         assert_eq!(found(Builtin::CardNumber, "4111-1111-1111-1111 2029"), ["4111-1111-1111-1111"]);
         assert!(found(Builtin::CardNumber, "4111  1111 1111 1111").is_empty(), "double space splits the run");
+        assert_eq!(found(Builtin::CardNumber, "amex 3782 822463 10005."), ["3782 822463 10005"]);
+        assert!(found(Builtin::CardNumber, "41111111 11111111").is_empty(), "no card is printed in groups of 8");
+    }
+
+    #[test]
+    fn request_ids_are_not_cards() {
+        // Version-4 UUIDs (Envoy's x-request-id) from a fixed generator. The
+        // control: those whose leading 8-4-4 digits make a card when
+        // regrouped 4-4-4-4 are found so, and are many.
+        let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let (mut cardlike, mut found_in_ids) = (0, Vec::new());
+        for _ in 0..300_000 {
+            let mut id = String::new();
+            for (group, len) in [8, 4, 4, 4, 12].into_iter().enumerate() {
+                if group > 0 {
+                    id.push('-');
+                }
+                for k in 0..len {
+                    let c = match (group, k) {
+                        (2, 0) => '4',
+                        (3, 0) => b"89ab"[(next() % 4) as usize] as char,
+                        _ => b"0123456789abcdef"[(next() % 16) as usize] as char,
+                    };
+                    id.push(c);
+                }
+            }
+            let lead: String = id[..18].chars().filter(|c| *c != '-').collect();
+            if lead.bytes().all(|b| b.is_ascii_digit()) {
+                let regrouped = format!("{} {} {} {}", &lead[..4], &lead[4..8], &lead[8..12], &lead[12..]);
+                if found(Builtin::CardNumber, &regrouped).len() == 1 {
+                    cardlike += 1;
+                }
+            }
+            if !found(Builtin::CardNumber, &id).is_empty() {
+                found_in_ids.push(id);
+            }
+        }
+        assert!(cardlike >= 5, "the control found {cardlike} card-like ids");
+        assert_eq!(found_in_ids, Vec::<String>::new());
     }
 
     #[test]
