@@ -23,7 +23,6 @@ pub mod scenario;
 pub mod state;
 pub mod stream;
 pub mod vm;
-pub mod wasi;
 
 pub use error::HarnessError;
 pub use module::Module;

@@ -6,6 +6,7 @@ pub mod maps;
 pub mod memory;
 pub mod metrics;
 pub mod shared;
+pub mod wasi;
 
 use crate::state::HostState;
 use wasmtime::Linker;
@@ -21,6 +22,6 @@ pub fn link_all(linker: &mut Linker<HostState>, abi_version: &str) -> anyhow::Re
     maps::link(linker)?;
     metrics::link(linker)?;
     shared::link(linker)?;
-    crate::wasi::link(linker)?;
+    wasi::link(linker)?;
     Ok(())
 }

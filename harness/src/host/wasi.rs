@@ -5,7 +5,7 @@
 //! are no files, sockets or arguments.
 
 use crate::abi::LogLevel;
-use crate::host::memory::{read, write, write_u32, write_u64, Ctx};
+use super::memory::{read, write, write_u32, write_u64, Ctx};
 use crate::state::HostState;
 use wasmtime::Linker;
 
