@@ -70,37 +70,51 @@ fn take_field<'a>(bytes: &'a [u8], at: &mut usize, len: usize) -> Result<&'a [u8
     Ok(field)
 }
 
-/// Parses the ABI's serialized header map. Names are kept as the host gave
-/// them (Envoy lower-cases them); a name that is not UTF-8 is replaced lossily
-/// since no matcher could name it anyway.
-pub fn decode_pairs(bytes: &[u8]) -> Result<HeaderPairs, DecodeError> {
-    decode_pairs_where(bytes, |_| true)
-}
+/// One header read in place from a serialized map: name and raw value bytes.
+pub type Header<'a> = (&'a str, &'a [u8]);
 
-/// Like [`decode_pairs`], keeping only the entries whose name `keep`
-/// accepts: the rest are checked but never copied, so a filter that reads
-/// two headers of twenty allocates for two. Names are compared as bytes.
-pub fn decode_pairs_where(bytes: &[u8], keep: impl Fn(&[u8]) -> bool) -> Result<HeaderPairs, DecodeError> {
-    if bytes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let count = read_u32(bytes, 0).ok_or(DecodeError("too short for the entry count"))?;
+/// One entry of a serialized map, name and value, or why it does not hold together.
+type RawEntry<'a> = Result<(&'a [u8], &'a [u8]), DecodeError>;
+
+/// Walks a serialized header map's entries, checking every length: a
+/// malformed entry is an error item, where its reader stops.
+fn entries(bytes: &[u8]) -> Result<impl Iterator<Item = RawEntry<'_>>, DecodeError> {
+    let count = if bytes.is_empty() { 0 } else { read_u32(bytes, 0).ok_or(DecodeError("too short for the entry count"))? };
     // Each entry needs at least 8 bytes of lengths and 2 NULs: refuse counts
     // the buffer cannot hold before allocating for them.
     if count > bytes.len() / 10 {
         return Err(DecodeError("entry count larger than the buffer can hold"));
     }
-    let mut pairs = Vec::with_capacity(count.min(8));
     let mut at = 4 + count * 8;
-    for i in 0..count {
+    Ok((0..count).map(move |i| {
         let key_len = read_u32(bytes, 4 + i * 8).ok_or(DecodeError("lengths cut short"))?;
         let value_len = read_u32(bytes, 8 + i * 8).ok_or(DecodeError("lengths cut short"))?;
         let key = take_field(bytes, &mut at, key_len)?;
         let value = take_field(bytes, &mut at, value_len)?;
+        Ok((key, value))
+    }))
+}
+
+/// Parses the ABI's serialized header map into owned pairs. Names are kept
+/// as the host gave them (Envoy lower-cases them); a name that is not UTF-8
+/// is replaced lossily since no matcher could name it anyway.
+pub fn decode_pairs(bytes: &[u8]) -> Result<HeaderPairs, DecodeError> {
+    entries(bytes)?.map(|e| e.map(|(key, value)| (String::from_utf8_lossy(key).into_owned(), value.to_vec()))).collect()
+}
+
+/// The entries of a serialized header map whose name `keep` accepts
+/// (compared as bytes), borrowed in order, repeats included: a filter that
+/// reads two headers of twenty copies none of them. A map that does not
+/// hold together is an error whatever is kept of it. A name that is not
+/// UTF-8 (which no configured name can equal) is left out.
+pub fn pairs_where(bytes: &[u8], keep: impl Fn(&[u8]) -> bool) -> Result<Vec<Header<'_>>, DecodeError> {
+    let mut pairs = Vec::new();
+    for entry in entries(bytes)? {
+        let (key, value) = entry?;
         if keep(key) {
-            // `from_utf8` checks a word at a time; the lossy form only for the rare name that needs it.
-            let name = std::str::from_utf8(key).map_or_else(|_| String::from_utf8_lossy(key).into_owned(), str::to_owned);
-            pairs.push((name, value.to_vec()));
+            if let Ok(name) = std::str::from_utf8(key) {
+                pairs.push((name, value));
+            }
         }
     }
     Ok(pairs)
@@ -124,12 +138,16 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
-    fn a_filtered_decode_keeps_only_the_names_asked_for_in_order() {
+    fn a_filtered_read_keeps_only_the_names_asked_for_in_order() {
         let pairs: Vec<(&str, &[u8])> = vec![(":path", b"/a"), ("x-dup", b"1"), ("user-agent", b"ua"), ("x-dup", b"2")];
         let bytes = encode_pairs(&pairs);
-        let kept = decode_pairs_where(&bytes, |name| name == b"x-dup" || name == b":path").unwrap();
-        assert_eq!(kept, vec![(":path".to_string(), b"/a".to_vec()), ("x-dup".to_string(), b"1".to_vec()), ("x-dup".to_string(), b"2".to_vec())]);
-        assert!(decode_pairs_where(&bytes[..bytes.len() - 1], |_| false).is_err(), "a malformed map is an error even when nothing is kept");
+        let kept = pairs_where(&bytes, |name| name == b"x-dup" || name == b":path").unwrap();
+        assert_eq!(kept, vec![(":path", &b"/a"[..]), ("x-dup", &b"1"[..]), ("x-dup", &b"2"[..])]);
+        assert_eq!(pairs_where(&bytes, |_| true).unwrap(), pairs);
+        assert!(pairs_where(&bytes[..bytes.len() - 1], |_| false).is_err(), "a malformed map is an error whatever is kept of it");
+        assert!(pairs_where(&[], |_| true).unwrap().is_empty());
+        let odd = encode_pairs(&[(&b"x-\xff"[..], &b"v"[..]), (&b"ok"[..], &b"w"[..])]);
+        assert_eq!(pairs_where(&odd, |_| true).unwrap(), vec![("ok", &b"w"[..])], "a name no configuration can spell is left out");
     }
 
     #[test]
@@ -160,6 +178,7 @@ mod tests {
         let bytes = encode_pairs(&[("a", "bb"), ("ccc", "")]);
         for cut in 1..bytes.len() {
             assert!(decode_pairs(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(pairs_where(&bytes[..cut], |_| true).is_err(), "cut at {cut}");
         }
     }
 

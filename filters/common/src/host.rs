@@ -2,7 +2,7 @@
 //! value. Filters talk to the host through the [`Host`] trait; [`AbiHost`] is
 //! the real one, [`crate::mock::MockHost`] stands in for native tests.
 
-use crate::codec::{self, HeaderPairs};
+use crate::codec::{self, Header, HeaderPairs};
 use std::fmt;
 
 /// Which header map a call addresses (ABI `MapType`).
@@ -89,6 +89,20 @@ impl std::error::Error for HostError {}
 
 pub type HostResult<T> = Result<T, HostError>;
 
+/// A header map as the host serialized it.
+pub struct HeaderBlock {
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl HeaderBlock {
+    /// The entries whose name `keep` accepts, borrowed in order (see
+    /// [`codec::pairs_where`]); a map that does not hold together is the
+    /// host call's serialization failure.
+    pub fn pairs_where(&self, keep: impl Fn(&[u8]) -> bool) -> HostResult<Vec<Header<'_>>> {
+        codec::pairs_where(&self.bytes, keep).map_err(|_| HostError::new("proxy_get_header_map_pairs", crate::abi::status::SERIALIZATION_FAILURE))
+    }
+}
+
 /// Everything a filter asks of its host. Lookups return `Ok(None)` when the
 /// host says the thing is absent; any other non-Ok status is an `Err`.
 pub trait Host {
@@ -100,14 +114,9 @@ pub trait Host {
 
     fn header(&self, map: MapType, name: &str) -> HostResult<Option<Vec<u8>>>;
     fn headers(&self, map: MapType) -> HostResult<HeaderPairs>;
-    /// The map's entries whose name `keep` accepts, in order, repeats
-    /// included: one host call like [`Host::headers`], without copying the
-    /// headers a filter does not read.
-    fn headers_where(&self, map: MapType, keep: &dyn Fn(&[u8]) -> bool) -> HostResult<HeaderPairs> {
-        let mut pairs = self.headers(map)?;
-        pairs.retain(|(name, _)| keep(name.as_bytes()));
-        Ok(pairs)
-    }
+    /// The map as the host serialized it, for [`HeaderBlock::pairs_where`]:
+    /// one host call like [`Host::headers`], without a copy of any header.
+    fn header_block(&self, map: MapType) -> HostResult<HeaderBlock>;
     fn set_headers(&self, map: MapType, pairs: &[(&str, &[u8])]) -> HostResult<()>;
     /// Sets `name` to the single value `value`, replacing any it had.
     fn replace_header(&self, map: MapType, name: &str, value: &[u8]) -> HostResult<()>;
@@ -243,13 +252,12 @@ mod abi_host {
                 .map_err(|_| HostError::new("proxy_get_header_map_pairs", status::SERIALIZATION_FAILURE))
         }
 
-        fn headers_where(&self, map: MapType, keep: &dyn Fn(&[u8]) -> bool) -> HostResult<HeaderPairs> {
+        fn header_block(&self, map: MapType) -> HostResult<HeaderBlock> {
             let (mut data, mut size) = (null_mut(), 0usize);
             // SAFETY: out-pointers outlive the call.
             let code = unsafe { abi::proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
             let bytes = lookup("proxy_get_header_map_pairs", code, data, size)?.unwrap_or_default();
-            codec::decode_pairs_where(&bytes, keep)
-                .map_err(|_| HostError::new("proxy_get_header_map_pairs", status::SERIALIZATION_FAILURE))
+            Ok(HeaderBlock { bytes })
         }
 
         fn set_headers(&self, map: MapType, pairs: &[(&str, &[u8])]) -> HostResult<()> {

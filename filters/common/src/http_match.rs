@@ -5,6 +5,7 @@
 //! A block matches when every condition it sets holds; a list of blocks is
 //! ORed by the filter that holds it.
 
+use crate::codec::Header;
 use crate::config_error::{ConfigError, FieldPath};
 use crate::matcher::{CompiledStringMatch, StringMatchSpec};
 use serde::Deserialize;
@@ -179,7 +180,7 @@ impl HttpMatch {
 #[derive(Debug, Clone, Copy)]
 pub struct MatchRequest<'a> {
     /// The request's header map in order, pseudo-headers included.
-    pub headers: &'a [(String, Vec<u8>)],
+    pub headers: &'a [Header<'a>],
     /// The peer certificate's URI SAN (`spiffe://…`), if the caller had one.
     pub principal: Option<&'a str>,
     /// The port the request arrived on.
@@ -190,7 +191,7 @@ impl<'a> MatchRequest<'a> {
     /// All values of a header joined with `,`, as Envoy's header matchers see
     /// a repeated header.
     pub fn header(&self, name: &str) -> Option<Cow<'a, str>> {
-        let mut values = self.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_slice());
+        let mut values = self.headers.iter().filter(|(k, _)| *k == name).map(|(_, v)| *v);
         let first = values.next()?;
         match values.next() {
             // from_utf8 checks ASCII a word at a time; the lossy form goes
@@ -270,17 +271,17 @@ mod tests {
         spec.compile(&FieldPath::root().field("match").index(0)).map_err(|e| e.to_string())
     }
 
-    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect()
+    fn headers<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<Header<'a>> {
+        pairs.iter().map(|(k, v)| (*k, v.as_bytes())).collect()
     }
 
-    fn get(path: &str, extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    fn get<'a>(path: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<Header<'a>> {
         let mut h = headers(&[(":authority", "shop.local"), (":path", path), (":method", "GET"), (":scheme", "http")]);
         h.extend(headers(extra));
         h
     }
 
-    fn matches(m: &HttpMatch, h: &[(String, Vec<u8>)]) -> bool {
+    fn matches(m: &HttpMatch, h: &[Header<'_>]) -> bool {
         m.matches(&MatchRequest { headers: h, principal: None, port: None })
     }
 

@@ -2,8 +2,8 @@
 //! what the filter did so tests check outcomes, not call order.
 
 use crate::abi::status;
-use crate::codec::HeaderPairs;
-use crate::host::{BufferType, Host, HostError, HostResult, LogLevel, MapType, MetricType};
+use crate::codec::{encode_pairs, HeaderPairs};
+use crate::host::{BufferType, HeaderBlock, Host, HostError, HostResult, LogLevel, MapType, MetricType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -116,6 +116,10 @@ impl Host for MockHost {
 
     fn headers(&self, map: MapType) -> HostResult<HeaderPairs> {
         Ok(self.maps.borrow().get(&map).cloned().unwrap_or_default())
+    }
+
+    fn header_block(&self, map: MapType) -> HostResult<HeaderBlock> {
+        Ok(HeaderBlock { bytes: encode_pairs(&self.headers(map)?) })
     }
 
     fn set_headers(&self, map: MapType, pairs: &[(&str, &[u8])]) -> HostResult<()> {

@@ -3,6 +3,7 @@
 //! key falls on. Pure logic over the request's headers and identity.
 
 use crate::config::{Route, Router, Sticky, Target};
+use filter_common::codec::Header;
 use filter_common::MatchRequest;
 use std::borrow::Cow;
 
@@ -10,7 +11,7 @@ use std::borrow::Cow;
 #[derive(Debug, Clone, Copy)]
 pub struct RequestView<'a> {
     /// The request's header map in order, pseudo-headers included.
-    pub headers: &'a [(String, Vec<u8>)],
+    pub headers: &'a [Header<'a>],
     /// The peer certificate's URI SAN (`spiffe://…`), if the caller had one.
     pub principal: Option<&'a str>,
     /// The port the request arrived on.
@@ -144,17 +145,17 @@ mod tests {
         Router::parse(Some(json.as_bytes())).unwrap()
     }
 
-    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect()
+    fn headers<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<Header<'a>> {
+        pairs.iter().map(|(k, v)| (*k, v.as_bytes())).collect()
     }
 
-    fn request(path: &str, extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    fn request<'a>(path: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<Header<'a>> {
         let mut h = headers(&[(":authority", "shop.local"), (":path", path), (":method", "GET"), (":scheme", "http")]);
         h.extend(headers(extra));
         h
     }
 
-    fn decide_for(r: &Router, h: &[(String, Vec<u8>)]) -> Option<String> {
+    fn decide_for(r: &Router, h: &[Header<'_>]) -> Option<String> {
         let view = RequestView { headers: h, principal: None, port: Some(8080), fallback_entropy: 0 };
         r.decide(&view).value().map(str::to_string)
     }
@@ -189,7 +190,7 @@ mod tests {
               ],"route":[{"value":"v2"}]}]}"#,
         );
         let mut post = request("/orders", &[]);
-        post[2].1 = b"POST".to_vec();
+        post[2].1 = b"POST";
         assert_eq!(decide_for(&r, &post), Some("v2".into()));
         assert_eq!(decide_for(&r, &request("/orders", &[])), None, "GET fails the first block");
         assert_eq!(decide_for(&r, &request("/x?a=2&beta=1", &[])), Some("v2".into()), "the second block matches");
@@ -252,7 +253,7 @@ mod tests {
 
     fn split_for(r: &Router, extra: &[(&str, &str)]) -> String {
         let mut h = request("/", extra);
-        h[0].1 = b"payments".to_vec();
+        h[0].1 = b"payments";
         decide_for(r, &h).unwrap()
     }
 

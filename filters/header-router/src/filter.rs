@@ -123,7 +123,8 @@ impl RouterStream {
     fn route(&mut self, host: &dyn Host) -> Result<(), filter_common::HostError> {
         let shared = Rc::clone(&self.shared);
         let router = &shared.router;
-        let headers = host.headers_where(MapType::RequestHeaders, &|name| shared.reads.contains(name))?;
+        let block = host.header_block(MapType::RequestHeaders)?;
+        let headers = block.pairs_where(|name| shared.reads.contains(name))?;
         let client_sent = headers.iter().any(|(k, _)| *k == router.header);
         // Identity and port cost a host call each: read them only when needed.
         let principal = if router.needs_identity || (client_sent && !router.trusted_principals.is_empty()) {

@@ -12,6 +12,7 @@ use crate::jwt::Token;
 use crate::path::UnsafePath;
 use crate::policy::{decide, Action as PolicyAction, Condition, Decision, Matched, RequestView, Verdict};
 use crate::request::{read, Refusal};
+use filter_common::codec::Header;
 use filter_common::metrics::name_part;
 use filter_common::{count, load_config, AbiHost, Host, HostError, LogLevel, MapType, Metric, NameSet};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -179,14 +180,14 @@ struct Pseudo<'a> {
     xfcc: Vec<&'a str>,
 }
 
-fn pseudo(headers: &[(String, Vec<u8>)]) -> Pseudo<'_> {
-    let text = |name: &str| headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok());
+fn pseudo<'a>(headers: &[Header<'a>]) -> Pseudo<'a> {
+    let text = |name: &str| headers.iter().find(|(k, _)| *k == name).and_then(|(_, v)| std::str::from_utf8(v).ok());
     Pseudo {
         path: text(":path"),
         method: text(":method"),
         authority: text(":authority"),
         request_id: text("x-request-id").unwrap_or("-"),
-        xfcc: headers.iter().filter(|(k, _)| k == XFCC).filter_map(|(_, v)| std::str::from_utf8(v).ok()).collect(),
+        xfcc: headers.iter().filter(|(k, _)| *k == XFCC).filter_map(|(_, v)| std::str::from_utf8(v).ok()).collect(),
     }
 }
 
@@ -219,7 +220,8 @@ impl AuthzStream {
         let shared = &*self.shared;
         let config = &shared.config;
         let metrics = &shared.metrics;
-        let headers = host.headers_where(MapType::RequestHeaders, &|name| shared.reads.contains(name))?;
+        let block = host.header_block(MapType::RequestHeaders)?;
+        let headers = block.pairs_where(|name| shared.reads.contains(name))?;
         let req = pseudo(&headers);
         let peer_uri = text_property(host, &["connection", "uri_san_peer_certificate"])?;
         let peer = peer_uri.as_deref().and_then(Identity::from_uri);

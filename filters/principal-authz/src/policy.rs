@@ -11,6 +11,7 @@ use crate::ip::IpBlock;
 use crate::jwt::Token;
 use crate::readings::{fold, Reading, Readings};
 use crate::template::PathMatch;
+use filter_common::codec::Header;
 use filter_common::IstioMatch;
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -146,7 +147,7 @@ pub struct RequestView<'a> {
     /// Normalized (see `path::normalize`), without the query.
     pub path: &'a str,
     /// The request headers the policies read, in order, repeated names included.
-    pub headers: &'a [(String, Vec<u8>)],
+    pub headers: &'a [Header<'a>],
     /// Envoy's `source.address`: the downstream peer, or the client that
     /// Envoy's trusted X-Forwarded-For hops name.
     pub source_ip: Option<IpAddr>,

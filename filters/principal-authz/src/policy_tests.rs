@@ -48,7 +48,7 @@ impl Req {
 fn decide_on(c: &Config, r: &Req) -> Decision {
     let identity = crate::identity::Identity::from_uri(r.from);
     let request_principal = r.token.as_ref().and_then(crate::jwt::Token::principal);
-    let headers: Vec<(String, Vec<u8>)> = r.headers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect();
+    let headers: Vec<Header<'_>> = r.headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
     let view = RequestView {
         identity: identity.as_ref(),
         host: Some(r.host),

@@ -182,7 +182,8 @@ impl RetryStream {
     fn on_request(&mut self, host: &dyn Host, end_of_stream: bool) -> Result<(), HostError> {
         let shared = Rc::clone(&self.shared);
         let (hints, metrics) = (&shared.hints, &shared.metrics);
-        let headers = host.headers_where(MapType::RequestHeaders, &|name| copied(name, &shared.reads))?;
+        let block = host.header_block(MapType::RequestHeaders)?;
+        let headers = block.pairs_where(|name| copied(name, &shared.reads))?;
         let sent = plan::router_control_headers(&headers);
         let check_caller = !sent.is_empty() && !hints.trusted_principals.is_empty();
         // Identity and port cost a host call each: read them only when needed.

@@ -4,6 +4,7 @@
 //! logic over the request's headers; the budget's grant comes in as a number.
 
 use crate::config::{Hints, Rule, KEYED_METHODS};
+use filter_common::codec::Header;
 use filter_common::MatchRequest;
 use std::borrow::Cow;
 
@@ -23,10 +24,10 @@ pub fn is_router_control(name: &str) -> bool {
 }
 
 /// The router-control headers a request carries, each name once.
-pub fn router_control_headers(headers: &[(String, Vec<u8>)]) -> Vec<&str> {
+pub fn router_control_headers<'a>(headers: &[Header<'a>]) -> Vec<&'a str> {
     let mut names: Vec<&str> = Vec::new();
-    for (name, _) in headers {
-        if is_router_control(name) && !names.contains(&name.as_str()) {
+    for &(name, _) in headers {
+        if is_router_control(name) && !names.contains(&name) {
             names.push(name);
         }
     }
@@ -147,15 +148,15 @@ mod tests {
         Hints::parse(Some(json.as_bytes())).unwrap()
     }
 
-    fn request(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    fn request<'a>(method: &'a str, path: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<Header<'a>> {
         [(":authority", "my-service"), (":path", path), (":method", method), (":scheme", "http")]
             .iter()
             .chain(extra)
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .map(|(k, v)| (*k, v.as_bytes()))
             .collect()
     }
 
-    fn view(headers: &[(String, Vec<u8>)], end_of_stream: bool) -> RequestView<'_> {
+    fn view<'a>(headers: &'a [Header<'a>], end_of_stream: bool) -> RequestView<'a> {
         RequestView { request: MatchRequest { headers, principal: None, port: None }, end_of_stream }
     }
 
@@ -174,7 +175,7 @@ mod tests {
         assert_eq!(r("/admin/users").as_deref(), Some("admin"));
         assert_eq!(r("/orders").as_deref(), Some("my-service"));
         let mut other = request("GET", "/", &[]);
-        other[0].1 = b"billing".to_vec();
+        other[0].1 = b"billing";
         assert!(h.rule_for(&view(&other, true).request).is_none());
     }
 
