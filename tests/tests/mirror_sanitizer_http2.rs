@@ -1,8 +1,8 @@
 //! mirror-sanitizer on HTTP/2 and gRPC in the real Envoy 1.40, as an
 //! upstream filter seeing the primary and the shadow copy apart: an h2 JSON
 //! body in many DATA frames is sanitized in the copy as over HTTP/1.1 and
-//! reaches the primary byte for byte, and one that ends in trailers is
-//! sanitized with its trailers kept (their values sanitized by the header
+//! reaches the primary byte for byte, and one that ends in trailers it
+//! announced is sanitized with its trailers kept (their values sanitized by the header
 //! rules); a gRPC copy keeps its framing, each message dropped (passed on
 //! empty), so the shadow gRPC service gets a call it can handle and none of
 //! the data. Given the service's `FileDescriptorSet` (`protoDescriptorBin`),
@@ -97,6 +97,7 @@ fn an_h2_copy_that_ends_in_trailers_is_sanitized_and_keeps_its_trailers() {
     let frames: Vec<Vec<u8>> = body.chunks(97).map(<[u8]>::to_vec).collect();
     let request = H2Request::new("POST", "/orders")
         .header("content-type", "application/json")
+        .header("trailer", "x-checksum, x-auth-token, x-note")
         .frames(frames)
         .trailer("x-checksum", "sha256-abc")
         .trailer("x-auth-token", "trailer-token-secret")
@@ -121,6 +122,7 @@ fn an_h2_copy_with_trailers_that_cannot_be_sanitized_loses_its_body_and_keeps_it
     let broken = br#"{"password":"hunter2","card":"4111 1111 1111 1111""#.to_vec();
     let request = H2Request::new("POST", "/orders")
         .header("content-type", "application/json")
+        .header("trailer", "x-checksum")
         .frames(broken.chunks(9).map(<[u8]>::to_vec).collect())
         .trailer("x-checksum", "sha256-abc");
     assert_eq!(request.send(envoy.listener()).unwrap().status, 200);
@@ -128,6 +130,26 @@ fn an_h2_copy_with_trailers_that_cannot_be_sanitized_loses_its_body_and_keeps_it
     let copy = &shadow.wait_for(1, WAIT).unwrap()[0];
     assert!(copy.body.is_empty(), "{}", copy.body_text());
     assert_eq!(copy.trailer("x-checksum"), Some("sha256-abc"));
+    assert_eq!(envoy.wasm_metric("mirror_sanitizer.shadow.dropped_unreadable").unwrap(), Some(1));
+}
+
+#[test]
+fn an_h2_copy_with_trailers_it_did_not_announce_loses_its_body_and_keeps_its_trailers() {
+    // Without a `trailer` header the filter passes each emptied chunk on
+    // (Envoy holds none of the copy), so at the trailers the body has gone.
+    let (primary, shadow, envoy) = h2_mirror(&config());
+    let body = order().to_string().into_bytes();
+    let request = H2Request::new("POST", "/orders")
+        .header("content-type", "application/json")
+        .frames(body.chunks(97).map(<[u8]>::to_vec).collect())
+        .trailer("x-checksum", "sha256-abc")
+        .trailer("x-auth-token", "trailer-token-secret");
+    assert_eq!(request.send(envoy.listener()).unwrap().status, 200);
+    assert_eq!(primary.wait_for(1, WAIT).unwrap()[0].body, body, "the primary, byte for byte");
+    let copy = &shadow.wait_for(1, WAIT).unwrap()[0];
+    assert!(copy.body.is_empty(), "{}", copy.body_text());
+    assert_eq!(copy.trailer("x-checksum"), Some("sha256-abc"));
+    assert_eq!(copy.trailer("x-auth-token"), None, "{:?}", copy.trailers);
     assert_eq!(envoy.wasm_metric("mirror_sanitizer.shadow.dropped_unreadable").unwrap(), Some(1));
 }
 
@@ -175,9 +197,10 @@ fn a_grpc_copy_of_several_messages_in_cut_frames_keeps_them_all() {
 
 #[test]
 fn a_copy_twice_envoys_buffer_limit_is_sanitized_whole_with_or_without_trailers() {
-    // Envoy buffers 1 MiB by default. The filter holds each emptied chunk
-    // (so the trailers callback may write the body) and writes the
-    // sanitized body only at the end: the limit never trips on the copy.
+    // Envoy buffers 1 MiB by default. The filter empties each chunk (and
+    // holds it, when trailers are announced, so the trailers callback may
+    // write the body) and writes the sanitized body only at the end: the
+    // limit never trips on the copy.
     let mut raised = config();
     raised["maxBodyBytes"] = json!(4 * 1024 * 1024);
     let (primary, shadow, envoy) = h2_mirror(&raised);
@@ -186,7 +209,7 @@ fn a_copy_twice_envoys_buffer_limit_is_sanitized_whole_with_or_without_trailers(
     for (n, trailers) in [(1, false), (2, true)] {
         let mut request = H2Request::new("POST", "/big").header("content-type", "application/json").frames(big.chunks(16_384).map(<[u8]>::to_vec).collect());
         if trailers {
-            request = request.trailer("x-checksum", "sha256-abc");
+            request = request.header("trailer", "x-checksum").trailer("x-checksum", "sha256-abc");
         }
         assert_eq!(request.send(envoy.listener()).unwrap().status, 200);
         assert_eq!(primary.wait_for(n, WAIT).unwrap()[n - 1].body, big);

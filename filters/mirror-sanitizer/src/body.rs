@@ -27,6 +27,9 @@ pub enum Unsanitizable {
     UnknownType(String),
     /// The body does not parse as its type says.
     Malformed(String),
+    /// Trailers ended a body whose request did not announce them (no
+    /// `trailer` header): its chunks went on emptied as they came.
+    UnannouncedTrailers,
 }
 
 impl Unsanitizable {
@@ -43,6 +46,7 @@ impl fmt::Display for Unsanitizable {
             Unsanitizable::UnknownType(t) if t.is_empty() => write!(f, "body without a content-type"),
             Unsanitizable::UnknownType(t) => write!(f, "body of content-type {t:?}"),
             Unsanitizable::Malformed(m) => f.write_str(m),
+            Unsanitizable::UnannouncedTrailers => f.write_str("body ended by trailers the request did not announce in a trailer header"),
         }
     }
 }

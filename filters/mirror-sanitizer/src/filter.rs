@@ -73,7 +73,7 @@ impl RootContext for SanitizerRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let shared = Rc::clone(self.shared.as_ref()?);
-        Some(Box::new(SanitizerStream { shared, state: State::Primary, request_id: String::new() }))
+        Some(Box::new(SanitizerStream { shared, state: State::Primary, request_id: String::new(), hold: false }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -103,6 +103,9 @@ struct SanitizerStream {
     shared: Rc<Shared>,
     state: State,
     request_id: String,
+    /// The copy announced trailers (`trailer`): its emptied chunks are held
+    /// so that the trailers callback may write the body (see `collect`).
+    hold: bool,
 }
 
 impl Context for SanitizerStream {}
@@ -195,6 +198,7 @@ impl SanitizerStream {
         };
         match plan {
             Ok(kind) => {
+                self.hold = headers.iter().any(|(k, _)| k == "trailer");
                 self.state = State::Buffering(kind, Vec::new());
                 Ok(Action::Continue)
             }
@@ -300,12 +304,14 @@ impl SanitizerStream {
     }
 
     /// Takes this data callback's bytes into the filter's own buffer and
-    /// holds the (now empty) chunk; at the end of the stream (the last data
-    /// callback, or the trailers), writes the sanitized body in its place.
-    /// Envoy then never holds more than one chunk of the copy while it
-    /// arrives, whatever its size. Holding rather than passing the emptied
-    /// chunks on keeps Envoy's body buffer open to the filter in the
-    /// trailers callback, where a body followed by trailers ends.
+    /// passes the (now empty) chunk on; at the end of the stream (the last
+    /// data callback, or the trailers), writes the sanitized body in its
+    /// place. Envoy then holds none of the copy while it arrives, whatever
+    /// its size. A copy that announced trailers has its emptied chunks held
+    /// instead: Envoy opens its body buffer to the filter in the trailers
+    /// callback only after a held chunk. The price is Envoy's buffer limit:
+    /// a held stream that receives one chunk larger than the limit (one
+    /// read of a fast HTTP/1 upload) is answered 413 by Envoy and lost.
     fn collect(&mut self, host: &dyn Host, size: usize, end_of_stream: bool) -> Result<Action, HostError> {
         let limit = self.shared.policy.max_body_bytes;
         let chunk = if size > 0 { host.buffer(BufferType::RequestBody, 0, size)?.unwrap_or_default() } else { Vec::new() };
@@ -325,7 +331,7 @@ impl SanitizerStream {
             if size > 0 {
                 host.set_buffer(BufferType::RequestBody, 0, size, &[])?;
             }
-            return Ok(Action::Pause);
+            return Ok(if self.hold { Action::Pause } else { Action::Continue });
         }
         self.finish_body(host, size)
     }
@@ -371,8 +377,15 @@ impl SanitizerStream {
     /// trailers are sanitized by the header rules.
     fn shadow_trailers(&mut self, host: &dyn Host) -> Result<Action, HostError> {
         match self.state {
-            State::Buffering(..) => {
+            State::Buffering(..) if self.hold => {
                 if self.finish_body(host, 0)? == Action::Pause {
+                    return Ok(Action::Pause);
+                }
+            }
+            // The body went on emptied, chunk by chunk, and cannot be
+            // written now.
+            State::Buffering(..) => {
+                if self.unsanitizable(host, &Unsanitizable::UnannouncedTrailers) == Action::Pause {
                     return Ok(Action::Pause);
                 }
             }

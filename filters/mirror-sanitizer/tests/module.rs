@@ -142,16 +142,20 @@ fn a_body_split_across_callbacks_is_collected_whole() {
     let (a, b) = body.split_at(body.find("4111").unwrap() + 7);
     let request = Request::post("/orders", "").header("host", SHADOW).header("content-type", "application/json").chunks([a, b]);
     let out = p.send(&request, &UpstreamResponse::ok());
-    let up = out.upstream.unwrap();
+    let up = out.upstream.clone().unwrap();
     assert!(!up.body_text().contains("4111") && !up.body_text().contains("hunter2"), "{}", up.body_text());
     // The filter takes each chunk out (Envoy's buffer limit never trips on a
-    // copy), holds the emptied chunk, and hands the whole sanitized body to
-    // the last callback.
-    let body_actions: Vec<_> = out.callbacks.iter().filter(|c| c.callback == "proxy_on_request_body").map(|c| c.action).collect();
-    assert_eq!(body_actions, [Some(harness::abi::Action::Pause), Some(harness::abi::Action::Pause), Some(harness::abi::Action::Continue)]);
+    // copy), passes the emptied chunk on, and hands the whole sanitized body
+    // to the last callback; it holds the emptied chunks only when the request
+    // announced trailers.
+    let body_actions = |out: &harness::Outcome| -> Vec<_> { out.callbacks.iter().filter(|c| c.callback == "proxy_on_request_body").map(|c| c.action).collect() };
+    assert_eq!(body_actions(&out), [Some(harness::abi::Action::Continue); 3]);
     let v: Value = serde_json::from_slice(&up.body).unwrap();
     assert_eq!(v["items"], json!([{ "sku": "A-1", "qty": 2 }]));
     assert_eq!(v["payment"]["card"], "****1111");
+    let announced = p.send(&request.clone().header("trailer", "x-checksum"), &UpstreamResponse::ok());
+    assert_eq!(body_actions(&announced), [Some(harness::abi::Action::Pause), Some(harness::abi::Action::Pause), Some(harness::abi::Action::Continue)]);
+    assert_eq!(announced.upstream.unwrap().body, up.body);
 }
 
 #[test]
@@ -265,6 +269,7 @@ fn a_shadow_body_that_ends_in_trailers_is_sanitized_and_its_trailers_too() {
         .chunks([r#"{"password":"#, r#""trailer-secret","note":"kept"}"#])
         .header("host", SHADOW)
         .header("content-type", "application/json")
+        .header("trailer", "x-checksum, x-auth-token, x-note")
         .trailer("x-checksum", "abc")
         .trailer("x-auth-token", "trailer-token")
         .trailer("x-note", "card 4111 1111 1111 1111");
@@ -278,12 +283,19 @@ fn a_shadow_body_that_ends_in_trailers_is_sanitized_and_its_trailers_too() {
     assert!(!trailer("x-note").unwrap().contains("4111 1111"), "{up:?}");
     assert_eq!(p.shared.metrics().get("mirror_sanitizer.shadow.sanitized"), Some(&1));
     // A body it cannot read is dropped ahead of the trailers, as at an end of stream.
-    let broken = Request::post("/", "").chunks([r#"{"password":"#, r#""trailer-secret""#]).header("host", SHADOW).header("content-type", "application/json").trailer("x-checksum", "abc");
+    let broken = Request::post("/", "").chunks([r#"{"password":"#, r#""trailer-secret""#]).header("host", SHADOW).header("content-type", "application/json").header("trailer", "x-checksum").trailer("x-checksum", "abc");
     let out = p.send(&broken, &UpstreamResponse::ok());
     let up = out.upstream.unwrap();
     assert!(up.body.is_empty(), "{up:?}");
     assert_eq!(up.trailers, [("x-checksum".to_string(), "abc".to_string())]);
     assert_eq!(p.shared.metrics().get("mirror_sanitizer.shadow.dropped_unreadable"), Some(&1));
+    // Trailers nobody announced: the chunks went on emptied, so the body is gone, the trailers stay sanitized.
+    let unannounced = Request::post("/", "").chunks([r#"{"note":"#, r#""kept"}"#]).header("host", SHADOW).header("content-type", "application/json").trailer("x-checksum", "abc").trailer("x-auth-token", "t");
+    let out = p.send(&unannounced, &UpstreamResponse::ok());
+    let up = out.upstream.unwrap();
+    assert!(up.body.is_empty(), "{up:?}");
+    assert_eq!(up.trailers, [("x-checksum".to_string(), "abc".to_string())]);
+    assert_eq!(p.shared.metrics().get("mirror_sanitizer.shadow.dropped_unreadable"), Some(&2));
     // The primary with trailers passes whole.
     let primary = Request::post("/", "").chunks([r#"{"password":"#, r#""x"}"#]).header("content-type", "application/json").trailer("x-auth-token", "t");
     let out = p.send(&primary, &UpstreamResponse::ok());
