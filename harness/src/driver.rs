@@ -77,6 +77,17 @@ fn fail_stream_reply() -> LocalResponse {
     LocalResponse { status: 503, details: "wasm_fail_stream".into(), headers: Vec::new(), body: Vec::new(), grpc_status: 14 }
 }
 
+/// How much of a body Envoy holds for a filter that paused on it: the
+/// default `per_connection_buffer_limit_bytes`.
+pub const BUFFER_LIMIT: usize = 1024 * 1024;
+
+/// Envoy's answer when the request body a paused filter holds outgrows
+/// the limit. (A response body that does is not modelled: Envoy answers
+/// 500, or resets the stream once the client has the response headers.)
+fn too_large_reply() -> LocalResponse {
+    LocalResponse { status: 413, details: "request_payload_too_large".into(), headers: Vec::new(), body: b"Payload Too Large".to_vec(), grpc_status: -1 }
+}
+
 fn text(map: &HeaderMap) -> Vec<(String, String)> {
     map.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect()
 }
@@ -355,6 +366,12 @@ impl Driver<'_> {
             }
             let Some(slot) = self.slots.get_mut(i) else { continue };
             slot.pending.append(&mut data);
+            // A filter that paused has the next chunk added to what Envoy
+            // holds for it before it is called (seen in Envoy 1.40: one
+            // large read after a paused chunk answers the stream 413).
+            if dir == Dir::Request && slot.buffering && slot.pending.len() > BUFFER_LIMIT {
+                return Err(Stop::Reply(i, too_large_reply()));
+            }
             let mut body = std::mem::take(&mut slot.pending);
             let args = [slot.context as i32, body.len() as i32, i32::from(end)];
             // Outside its own phase a header map is out of reach (BadArgument),
@@ -366,6 +383,7 @@ impl Driver<'_> {
             }
             match step {
                 Step::Continue => data = body,
+                Step::Pause if dir == Dir::Request && body.len() > BUFFER_LIMIT => return Err(Stop::Reply(i, too_large_reply())),
                 Step::Pause => {
                     if let Some(slot) = self.slots.get_mut(i) {
                         slot.pending = body;

@@ -89,6 +89,17 @@ fn request_body_rewrite_that_keeps_content_length_is_cut_alike() {
 }
 
 #[test]
+fn a_paused_request_body_over_envoys_buffer_limit_is_answered_413_alike() {
+    // Envoy holds what a paused filter has not let go of, up to 1 MiB.
+    let body = vec![b'x'; 2 * 1024 * 1024];
+    let outcome = same(Case::probe(json!({ "onRequestBody": [{ "pauseUntilEndOfStream": {} }] })).request("POST", "/upload", &body));
+    assert_eq!(outcome.status(), 413);
+    // Under the limit, the same filter's body arrives.
+    let outcome = same(Case::probe(json!({ "onRequestBody": [{ "pauseUntilEndOfStream": {} }] })).request("POST", "/upload", &body[..512 * 1024]));
+    assert_eq!(outcome.status(), 200);
+}
+
+#[test]
 fn response_body_rewrite_reaches_the_client_alike() {
     same(Case::probe(json!({
         "onResponseHeaders": [{ "removeHeader": { "map": "response", "name": "content-length" } }],

@@ -159,6 +159,25 @@ fn a_body_split_across_callbacks_is_collected_whole() {
 }
 
 #[test]
+fn one_read_larger_than_envoys_buffer_limit_leaves_the_copy_empty_not_lost() {
+    // A fast HTTP/1 upload can reach the filter as one chunk over Envoy's
+    // 1 MiB buffer limit. Passed on emptied, the chunks never count against
+    // it; held (trailers announced), Envoy adds the next chunk to what it
+    // holds before the filter sees it, and answers 413: the copy is lost.
+    let mut p = plugin(config());
+    let big = format!("{{\"pad\":\"{}\"}}", "y".repeat(2 * 1024 * 1024));
+    // Chunked, as such an upload comes: no content-length to go by.
+    let request = Request::post("/big", "").header("host", SHADOW).header("content-type", "application/json").header("transfer-encoding", "chunked").chunks(["{\"a\":1,", &big[1..]]);
+    let out = p.send(&request, &UpstreamResponse::ok());
+    assert_eq!(out.status(), 200);
+    assert!(out.upstream.unwrap().body.is_empty(), "dropped as oversize, sent on empty");
+    assert_eq!(p.shared.metrics().get("mirror_sanitizer.shadow.dropped_oversize"), Some(&1));
+    let held = p.send(&request.clone().header("trailer", "x-checksum").trailer("x-checksum", "abc"), &UpstreamResponse::ok());
+    assert_eq!(held.status(), 413, "{:?}", held.local_response);
+    assert!(held.upstream.is_none());
+}
+
+#[test]
 fn form_and_multipart_bodies() {
     let mut p = plugin(config());
     let form = Request::post("/login", "user=jane&password=hunter2&user_id=u-1234&note=call+%2B1+(555)+123-4567")
