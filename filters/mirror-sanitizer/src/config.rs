@@ -9,6 +9,7 @@ use crate::names::{verdict_by_words, Allowlist, NameKind, NameSelector, NameVerd
 use crate::vocabulary::{Vocabulary, CREDENTIAL, IDENTIFIER, PERSONAL};
 use crate::mode::{Mode, Pseudonymizer};
 use crate::template::Template;
+use crate::clean_values::CleanValues;
 use crate::text::{lookup_lower, FnvBuild, DEFAULT_PLACEHOLDER};
 use std::cell::RefCell;
 use filter_common::{parse_json, ConfigError, FieldPath};
@@ -295,6 +296,8 @@ pub struct Policy {
     pub schema: Option<Schema>,
     /// Names seen before, per kind (bounded): names repeat across requests.
     known: [RefCell<HashMap<String, Known, FnvBuild>>; NameKind::COUNT],
+    /// Header values seen before in which the detectors found nothing.
+    pub clean_header_values: CleanValues,
 }
 
 /// What the policy makes of a name, remembered.
@@ -485,6 +488,7 @@ fn compile(spec: PolicySpec, env: &dyn Fn(&str) -> Option<String>) -> Result<Pol
             Some(text) => Some(compile_schema(&root.field("protoDescriptorBin"), &text)?),
         },
         known: Default::default(),
+        clean_header_values: CleanValues::default(),
     };
     for (i, rule) in specs.into_iter().enumerate() {
         // Built-in rules have no field of their own in the user's config.

@@ -13,6 +13,7 @@ use crate::grpc_framing::{self, Reframer};
 use crate::redact::Redactor;
 use crate::request::{sanitize_headers, HeaderEdit};
 use crate::shadow::is_shadow_authority;
+use filter_common::codec::Header;
 use filter_common::metrics::name_part;
 use filter_common::{count, load_config, AbiHost, BufferType, Host, HostError, LogLevel, MapType, Metric};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -129,8 +130,8 @@ fn apply_edits(host: &dyn Host, map: MapType, edits: &[HeaderEdit]) -> Result<()
     Ok(())
 }
 
-fn header<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h str> {
-    headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok())
+fn header<'h>(headers: &[Header<'h>], name: &str) -> Option<&'h str> {
+    headers.iter().find(|&&(k, _)| k == name).and_then(|&(_, v)| std::str::from_utf8(v).ok())
 }
 
 impl SanitizerStream {
@@ -157,7 +158,8 @@ impl SanitizerStream {
     /// Sanitizes the shadow request's headers and plans its body.
     fn shadow_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Result<Action, HostError> {
         let shared = Rc::clone(&self.shared);
-        let headers = host.headers(MapType::RequestHeaders)?;
+        let block = host.header_block(MapType::RequestHeaders)?;
+        let headers = block.pairs_where(|_| true)?;
         self.request_id = header(&headers, "x-request-id").unwrap_or_default().chars().take(64).collect();
         let mut r = crate::nested::redactor(&shared.policy);
         apply_edits(host, MapType::RequestHeaders, &sanitize_headers(&headers, &shared.policy.shadow, &mut r))?;
@@ -172,7 +174,7 @@ impl SanitizerStream {
         }
         // The body may change: a stale content-length would cut it short.
         let declared = header(&headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
-        if headers.iter().any(|(k, _)| k == "content-length") {
+        if headers.iter().any(|&(k, _)| k == "content-length") {
             host.remove_header(MapType::RequestHeaders, "content-length")?;
         }
         if declared == Some(0) {
@@ -198,7 +200,7 @@ impl SanitizerStream {
         };
         match plan {
             Ok(kind) => {
-                self.hold = headers.iter().any(|(k, _)| k == "trailer");
+                self.hold = headers.iter().any(|&(k, _)| k == "trailer");
                 self.state = State::Buffering(kind, Vec::new());
                 Ok(Action::Continue)
             }
@@ -395,7 +397,8 @@ impl SanitizerStream {
             State::Dropping | State::Done => {}
         }
         self.state = State::Done;
-        let trailers = host.headers(MapType::RequestTrailers)?;
+        let block = host.header_block(MapType::RequestTrailers)?;
+        let trailers = block.pairs_where(|_| true)?;
         let mut r = crate::nested::redactor(&self.shared.policy);
         apply_edits(host, MapType::RequestTrailers, &sanitize_headers(&trailers, &self.shared.policy.shadow, &mut r))?;
         self.record(host, &r);

@@ -5,6 +5,7 @@
 //! it cannot read is dropped (or the shadow request refused), never passed on.
 
 pub mod body;
+pub mod clean_values;
 pub mod config;
 pub mod descriptor;
 pub mod detect;

@@ -66,6 +66,10 @@ impl<'a> Redactor<'a> {
 
     fn known(&mut self, kind: NameKind, name: &str) -> Known {
         let policy = self.policy;
+        // A request names each header once: its memo would only cost.
+        if kind == NameKind::Header {
+            return policy.known(kind, name);
+        }
         self.names.get_or(kind, name, || policy.known(kind, name))
     }
 
@@ -129,6 +133,29 @@ impl<'a> Redactor<'a> {
     /// nothing changed.
     pub fn detect(&mut self, text: &str) -> Option<String> {
         self.detect_with(text, Profile::of(text.as_bytes()))
+    }
+
+    /// `detect` for a header value. A value in which the detectors found
+    /// nothing before is not read again (see `clean_values`); the memo is
+    /// only kept by redactors that open nested documents, as every header
+    /// redactor of the filter does, so a value is remembered clean only
+    /// after its documents were looked into.
+    pub fn detect_header_value(&mut self, text: &str) -> Option<String> {
+        if self.opener.is_none() {
+            return self.detect(text);
+        }
+        let policy = self.policy;
+        let memo = &policy.clean_header_values;
+        let (seen, hash) = memo.contains(text.as_bytes());
+        if seen {
+            return None;
+        }
+        let before = self.total();
+        let out = self.detect(text);
+        if out.is_none() && self.total() == before {
+            memo.remember(text.as_bytes(), hash);
+        }
+        out
     }
 
     /// `detect`, with the text's profile already taken.

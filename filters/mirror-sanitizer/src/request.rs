@@ -8,6 +8,7 @@ use crate::mode::Replacement;
 use crate::names::NameKind;
 use crate::path::sanitize_path;
 use crate::redact::Redactor;
+use filter_common::codec::Header;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderEdit {
@@ -21,28 +22,41 @@ fn untouched(name: &str) -> bool {
     name.starts_with(':') && name != ":path" || matches!(name, "content-length" | "transfer-encoding" | "host")
 }
 
-/// The edits that sanitize a shadow request's headers.
-pub fn sanitize_headers(headers: &[(String, Vec<u8>)], shadow: &ShadowMatch, r: &mut Redactor) -> Vec<HeaderEdit> {
+/// The edits that sanitize a shadow request's headers, read in place from
+/// the host's map (names and raw values, repeats included).
+pub fn sanitize_headers(headers: &[Header], shadow: &ShadowMatch, r: &mut Redactor) -> Vec<HeaderEdit> {
     let mut edits = Vec::new();
-    let mut done: Vec<&str> = Vec::new();
-    for (name, _) in headers {
-        let name = name.as_str();
-        if done.contains(&name) || untouched(name) {
+    for (i, &(name, value)) in headers.iter().enumerate() {
+        // A repeated header is sanitized with all its values at its first line.
+        if untouched(name) || headers.get(..i).is_some_and(|seen| seen.iter().any(|&(k, _)| k == name)) {
             continue;
         }
-        done.push(name);
-        let values: Vec<&[u8]> = headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_slice()).collect();
         if let ShadowMatch::Header { name: marker, remove: true } = shadow {
             if name == marker {
                 edits.push(HeaderEdit::Remove(name.to_string()));
                 continue;
             }
         }
-        if let Some(edit) = sanitize_header(name, &values, r) {
-            edits.push(edit);
-        }
+        let repeated = headers.get(i + 1..).is_some_and(|rest| rest.iter().any(|&(k, _)| k == name));
+        let edit = if repeated {
+            let values: Vec<&[u8]> = headers.iter().filter(|&&(k, _)| k == name).map(|&(_, v)| v).collect();
+            sanitize_header(name, &values, r)
+        } else {
+            sanitize_header(name, &[value], r)
+        };
+        edits.extend(edit);
     }
     edits
+}
+
+/// What one value becomes when its header's name does not select it:
+/// cookies one by one, any other value by the detectors.
+fn unnamed(name: &str, text: &str, r: &mut Redactor) -> Option<String> {
+    if name == "cookie" {
+        sanitize_cookies(text, r)
+    } else {
+        r.detect_header_value(text)
+    }
 }
 
 fn sanitize_header(name: &str, values: &[&[u8]], r: &mut Redactor) -> Option<HeaderEdit> {
@@ -51,6 +65,16 @@ fn sanitize_header(name: &str, values: &[&[u8]], r: &mut Redactor) -> Option<Hea
         return sanitize_path(&path, r).map(|p| HeaderEdit::Set(name.to_string(), vec![p.into_bytes()]));
     }
     let verdict = r.name(NameKind::Header, name);
+    // Most headers carry one value: no lists to build.
+    if let [value] = values {
+        let text = String::from_utf8_lossy(value);
+        let new = match r.named(verdict, &text) {
+            Some(Replacement::Remove) => return Some(HeaderEdit::Remove(name.to_string())),
+            Some(Replacement::Text(t)) => t,
+            None => unnamed(name, &text, r)?,
+        };
+        return Some(if new.is_empty() { HeaderEdit::Remove(name.to_string()) } else { HeaderEdit::Set(name.to_string(), vec![new.into_bytes()]) });
+    }
     let mut named = Vec::with_capacity(values.len());
     for v in values {
         match r.named(verdict, &String::from_utf8_lossy(v)) {
@@ -65,17 +89,15 @@ fn sanitize_header(name: &str, values: &[&[u8]], r: &mut Redactor) -> Option<Hea
     let mut changed = false;
     let mut out = Vec::with_capacity(values.len());
     for (v, named) in values.iter().zip(named) {
-        let text = String::from_utf8_lossy(v);
         let new = match named {
-            Some(t) => Some(String::from_utf8_lossy(&t).into_owned()),
-            None if name == "cookie" => sanitize_cookies(&text, r),
-            None => r.detect(&text),
+            Some(t) => Some(t),
+            None => unnamed(name, &String::from_utf8_lossy(v), r).map(String::into_bytes),
         };
         match new {
             Some(n) => {
                 changed = true;
                 if !n.is_empty() {
-                    out.push(n.into_bytes());
+                    out.push(n);
                 }
             }
             None => out.push(v.to_vec()),
@@ -123,8 +145,8 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect()
+    fn headers<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<Header<'a>> {
+        pairs.iter().map(|&(k, v)| (k, v.as_bytes())).collect()
     }
 
     fn run(config: &str, pairs: &[(&str, &str)]) -> Vec<HeaderEdit> {
@@ -164,6 +186,23 @@ mod tests {
             &[("x-internal-trace", "t"), ("x-user", "jane"), ("x-note", "a"), ("x-note", "call +1 (555) 123-4567"), ("x-ok", "fine")],
         );
         assert_eq!(edits, [HeaderEdit::Remove("x-internal-trace".into()), set("x-user", &["REDACTEDne"]), set("x-note", &["a", "call REDACTED"])]);
+    }
+
+    #[test]
+    fn values_remembered_clean_are_sanitized_alike_on_later_requests() {
+        let p = Policy::parse(Some(b"{}"), &|_| None).unwrap();
+        let pairs = [("user-agent", "shop-client/1.0"), ("x-note", "card 4111 1111 1111 1111"), ("x-doc", "eyJhIjoiYiJ9"), ("x-card", "4111 1111 1111 1111")];
+        let mut first = None;
+        for _ in 0..3 {
+            let mut r = crate::nested::redactor(&p);
+            let edits = sanitize_headers(&headers(&pairs), &p.shadow, &mut r);
+            assert_eq!(r.total(), 2, "both cards, every time: {edits:?}");
+            assert_eq!(*first.get_or_insert_with(|| edits.clone()), edits);
+        }
+        let edited: Vec<&str> = first.iter().flatten().map(|e| match e {
+            HeaderEdit::Remove(n) | HeaderEdit::Set(n, _) => n.as_str(),
+        }).collect();
+        assert_eq!(edited, ["x-note", "x-card"]);
     }
 
     #[test]
