@@ -13,9 +13,12 @@ const SLOTS: usize = 256;
 /// Longer values are not remembered (they are rare and costly to hold).
 pub const LONGEST: usize = 512;
 
+/// A remembered value and its hash.
+type Slot = Option<(u32, Box<[u8]>)>;
+
 #[derive(Debug, Clone, Default)]
 pub struct CleanValues {
-    slots: RefCell<Vec<Option<(u32, Box<[u8]>)>>>,
+    slots: RefCell<Vec<Slot>>,
 }
 
 /// FNV-1a over the value's bytes.
