@@ -7,7 +7,9 @@
 //! instead of filling the memo for good. A slot answers only for the exact
 //! bytes it holds.
 
+use crate::text::Fnv;
 use std::cell::RefCell;
+use std::hash::Hasher;
 
 const SLOTS: usize = 256;
 /// Longer values are not remembered (they are rare and costly to hold).
@@ -21,9 +23,12 @@ pub struct CleanValues {
     slots: RefCell<Vec<Slot>>,
 }
 
-/// FNV-1a over the value's bytes.
+/// The value's FNV-1a hash, folded to 32 bits.
 fn hash(value: &[u8]) -> u32 {
-    value.iter().fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    let mut h = Fnv::default();
+    h.write(value);
+    let h = h.finish();
+    (h ^ (h >> 32)) as u32
 }
 
 impl CleanValues {
