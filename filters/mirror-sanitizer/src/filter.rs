@@ -196,7 +196,7 @@ impl SanitizerStream {
         let limit = shared.policy.max_body_bytes;
         let plan = match declared {
             Some(n) if n > limit as u64 => Err(Unsanitizable::Oversize { limit }),
-            _ => classify(header(&headers, "content-type"), header(&headers, "content-encoding")),
+            _ => classify(content_type, header(&headers, "content-encoding")),
         };
         match plan {
             Ok(kind) => {
