@@ -89,9 +89,11 @@ wrk:
 # optimised module is filed under its own sha256 too, as its own result).
 # The all-in-one module links the four filters without their own entry
 # points: built in a cargo run of its own, since features unify per run.
+# The features are those rustc's output may use; `simd` for the sanitizer's
+# four-lane pseudonyms.
 ALL_IN_ONE := mesh-filters
 WASM_OPT_FLAGS := -Os --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
-  --enable-mutable-globals --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
+  --enable-mutable-globals --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types --enable-simd
 build: targets wasm-opt
 	cargo build --release --target $(WASM_TARGET) -p $(ALL_IN_ONE)
 	cargo build --release --target $(WASM_TARGET) $(addprefix -p ,$(WASM_PACKAGES))

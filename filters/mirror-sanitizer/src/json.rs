@@ -9,6 +9,7 @@
 //! error, so an unreadable body is never passed on.
 
 use crate::detect::{plain_run, Builtin, Detector, Profile};
+use crate::hash_batch::HashBatch;
 use crate::mode::Replacement;
 use crate::names::NameKind;
 use crate::redact::Redactor;
@@ -23,13 +24,16 @@ pub const MAX_DEPTH: usize = 128;
 pub fn sanitize_json(input: &[u8], r: &mut Redactor) -> Result<Option<Vec<u8>>, String> {
     let track_path = !r.policy.json_pointers.is_empty();
     let cards_in_numbers = r.policy.detectors.iter().any(|(d, _)| matches!(d, Detector::Builtin(Builtin::CardNumber)));
-    let mut w = Walker { input, utf8: utf8_prefix(input), pos: 0, out: Vec::with_capacity(input.len()), changed: false, path: Vec::new(), track_path, cards_in_numbers, r };
+    let mut w = Walker { input, utf8: utf8_prefix(input), pos: 0, out: Vec::with_capacity(input.len()), changed: false, path: Vec::new(), track_path, cards_in_numbers, hashes: HashBatch::default(), r };
     w.ws();
     let masked = w.r.policy.allowlist.is_some();
     w.value(0, true, masked)?;
     w.ws();
     if w.pos != input.len() {
         return Err(w.error("data after the document"));
+    }
+    if let Some(hasher) = &w.r.policy.hasher {
+        w.hashes.flush(&mut w.out, hasher);
     }
     Ok(w.changed.then_some(w.out))
 }
@@ -53,7 +57,17 @@ struct Walker<'a, 'r, 'p> {
     path: Vec<String>,
     track_path: bool,
     cards_in_numbers: bool,
+    /// Pseudonyms not yet written.
+    hashes: HashBatch,
     r: &'r mut Redactor<'p>,
+}
+
+/// What a value selected by its name becomes.
+enum Redacted<'a> {
+    Removed,
+    Text(String),
+    /// Its pseudonym, written with others (`HashBatch`).
+    Hashed(Cow<'a, str>),
 }
 
 impl<'a> Walker<'a, '_, '_> {
@@ -331,7 +345,7 @@ impl<'a> Walker<'a, '_, '_> {
 
     /// A weakly selected member: redacted only if its value is a string
     /// that looks secret; otherwise the cursor is left where it was.
-    fn redact_if_secret(&mut self, rule: usize) -> Result<Option<Option<String>>, String> {
+    fn redact_if_secret(&mut self, rule: usize) -> Result<Option<Redacted<'a>>, String> {
         if self.peek() != b'"' {
             return Ok(None);
         }
@@ -341,12 +355,31 @@ impl<'a> Walker<'a, '_, '_> {
             self.pos = start;
             return Ok(None);
         }
+        Ok(Some(self.redaction(rule, text)))
+    }
+
+    /// What `rule` makes of a selected value's text.
+    fn redaction(&mut self, rule: usize, text: Cow<'a, str>) -> Redacted<'a> {
         self.changed = true;
-        let text = text.into_owned();
-        Ok(Some(match self.r.select(rule, &text) {
-            Replacement::Remove => None,
-            Replacement::Text(t) => Some(t),
-        }))
+        if self.r.select_later(rule, text.len()) {
+            return Redacted::Hashed(text);
+        }
+        match self.r.select(rule, &text) {
+            Replacement::Remove => Redacted::Removed,
+            Replacement::Text(t) => Redacted::Text(t),
+        }
+    }
+
+    fn write_redacted(&mut self, redacted: Redacted<'_>) {
+        match redacted {
+            Redacted::Removed => {}
+            Redacted::Text(text) => write_string(&mut self.out, &text),
+            Redacted::Hashed(value) => match &self.r.policy.hasher {
+                Some(hasher) => self.hashes.push(&mut self.out, value.as_bytes(), hasher),
+                // `select_later` defers only where a key is set.
+                None => write_string(&mut self.out, crate::text::DEFAULT_PLACEHOLDER),
+            },
+        }
     }
 
     fn pointer_rule(&self, token: &str) -> Option<usize> {
@@ -362,7 +395,7 @@ impl<'a> Walker<'a, '_, '_> {
 
     /// Skips a selected value and writes what its rule makes of it; `false`
     /// when the rule removes it.
-    fn redact_value(&mut self, depth: usize, rule: usize) -> Result<Option<String>, String> {
+    fn redact_value(&mut self, depth: usize, rule: usize) -> Result<Redacted<'a>, String> {
         // The text a rule redacts: a string's decoded content, or any other
         // value's JSON text.
         let text = if self.peek() == b'"' && depth <= MAX_DEPTH {
@@ -372,11 +405,7 @@ impl<'a> Walker<'a, '_, '_> {
             self.value(depth, false, false)?;
             String::from_utf8_lossy(self.raw(start, self.pos))
         };
-        self.changed = true;
-        Ok(match self.r.select(rule, &text) {
-            Replacement::Remove => None,
-            Replacement::Text(t) => Some(t),
-        })
+        Ok(self.redaction(rule, text))
     }
 
     fn object(&mut self, depth: usize, live: bool) -> Result<(), String> {
@@ -404,7 +433,7 @@ impl<'a> Walker<'a, '_, '_> {
                         Some((rule, true)) => self.redact_if_secret(rule)?,
                         None => None,
                     };
-                    if replacement != Some(None) {
+                    if !matches!(replacement, Some(Redacted::Removed)) {
                         if wrote {
                             self.out.push(b',');
                         }
@@ -420,8 +449,7 @@ impl<'a> Walker<'a, '_, '_> {
                         self.out.push(b':');
                     }
                     match replacement {
-                        Some(Some(text)) => write_string(&mut self.out, &text),
-                        Some(None) => {}
+                        Some(redacted) => self.write_redacted(redacted),
                         None => {
                             if self.track_path {
                                 self.path.push(key.into_owned());
@@ -469,8 +497,8 @@ impl<'a> Walker<'a, '_, '_> {
                 match rule {
                     // A removed element becomes null: later indexes stay put.
                     Some(rule) => match self.redact_value(depth + 1, rule)? {
-                        Some(text) => write_string(&mut self.out, &text),
-                        None => self.out.extend_from_slice(b"null"),
+                        Redacted::Removed => self.out.extend_from_slice(b"null"),
+                        redacted => self.write_redacted(redacted),
                     },
                     None => {
                         if live && self.track_path {
@@ -574,6 +602,31 @@ mod tests {
         // The same user hashes the same in a number and a string.
         let again = run_with(&config, r#"{"userId":"u-1"}"#).unwrap().unwrap();
         assert!(again.contains(v["userId"].as_str().unwrap()));
+    }
+
+    #[test]
+    fn pseudonyms_written_in_batches_are_each_values_own() {
+        // Partial and full batches, escaped strings, other types, a value
+        // too long for one block, in objects, arrays and a nested document.
+        let config = format!(r#"{{"rules":[{{"name":"uid","jsonKeys":["userId"],"mode":"hash"}}],{KEY}}}"#);
+        let p = Policy::parse(Some(config.as_bytes()), &|_| None).unwrap();
+        let hasher = p.hasher.as_ref().unwrap();
+        let long = "x".repeat(80);
+        let values: Vec<serde_json::Value> = vec!["u-1".into(), "a\"b\\u00e9".into(), 42.into(), true.into(), long.as_str().into(), serde_json::json!({"k": [1, 2]}), "".into(), "é".into(), "u-9".into()];
+        for n in 1..=values.len() {
+            let records: Vec<serde_json::Value> = values.iter().take(n).map(|v| serde_json::json!({"userId": v, "keep": "me"})).collect();
+            let body = serde_json::to_string(&serde_json::json!({"records": records, "nested": {"userId": "u-1"}})).unwrap();
+            let out: serde_json::Value = serde_json::from_str(&run_with(&config, &body).unwrap().unwrap()).unwrap();
+            for (record, v) in out["records"].as_array().unwrap().iter().zip(&values) {
+                let text = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                assert_eq!(record["userId"], hasher.pseudonym(text.as_bytes()), "{n} values, {v}");
+                assert_eq!(record["keep"], "me");
+            }
+            assert_eq!(out["nested"]["userId"], hasher.pseudonym(b"u-1"));
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 
 use crate::config::{Known, Policy};
 use crate::detect::{scan_into, Detector, Profile, Span};
-use crate::mode::Replacement;
+use crate::mode::{Mode, Replacement};
+use crate::sha256x4::MAX_SHORT;
 use crate::name_memo::NameMemo;
 use crate::names::{NameKind, NameVerdict};
 use crate::text::DEFAULT_PLACEHOLDER;
@@ -118,6 +119,16 @@ impl<'a> Redactor<'a> {
             Some(r) => r.mode.apply(value, self.policy.hasher.as_ref()),
             None => Replacement::Text(DEFAULT_PLACEHOLDER.to_string()),
         }
+    }
+
+    /// Whether `rule` pseudonymizes a value of `len` bytes that can wait to
+    /// be hashed with others (see `hash_batch`); if so it is counted now.
+    pub fn select_later(&mut self, rule: usize, len: usize) -> bool {
+        let later = len <= MAX_SHORT && self.policy.hasher.is_some() && self.policy.rules.get(rule).is_some_and(|r| r.mode == Mode::Hash);
+        if later {
+            self.hit(rule);
+        }
+        later
     }
 
     /// Like `select`, where the value cannot be removed (removal gives "").
