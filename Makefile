@@ -178,6 +178,12 @@ bench-mirror-sanitizer: build
 	  now=$$(per_byte "$(WASM_OUT)/mirror_sanitizer.wasm" $$name $$bytes); \
 	  printf '  %-4s %8s bytes: %7s -> %7s instructions/byte\n' "$$name" "$$bytes" "$$before" "$$now"; \
 	done; \
+	echo "== mirror-sanitizer: the same, on the 1 MiB records of bench-envoy's throughput setup (a pseudonym per 155 bytes)"; \
+	bytes=$$(cd tests/bench/envoy && python3 harness_scenario.py $(CURDIR)/target/bench/records-1m $(CURDIR)/$(WASM_OUT)/mirror_sanitizer.wasm); \
+	records() { target/release/harness bench --wasm "$$1" --scenario target/bench/records-1m/scenario.yaml --requests 4 --json \
+	  | python3 -c "import json,sys; print('%.1f' % (json.load(sys.stdin)['instructions_per_request'] / $$bytes))"; }; \
+	before=$$([ -f "$(MS_BASELINE_DIR)/mirror_sanitizer.wasm" ] && records "$(MS_BASELINE_DIR)/mirror_sanitizer.wasm" || echo "-"); \
+	printf '  %-4s %8s bytes: %7s -> %7s instructions/byte\n' rec "$$bytes" "$$before" "$$(records $(WASM_OUT)/mirror_sanitizer.wasm)"; \
 	echo "== mirror-sanitizer: wasm instructions per byte of a gRPC shadow message in protobuf, sanitized field by field (protoDescriptorBin; the same orders)"; \
 	printf '  %-4s %8s bytes: %7s instructions/byte\n' grpc 65536 "$$(target/release/harness bench --scenario examples/scenarios/mirror-sanitizer/grpc-64k.yaml --requests 4 --json \
 	  | python3 -c "import json,sys; print('%.1f' % (json.load(sys.stdin)['instructions_per_request'] / 65536))")"
@@ -193,7 +199,9 @@ soak: envoy build
 # What each filter costs inside a real Envoy 1.40, against a bare Envoy, the
 # native Envoy way and a Lua filter doing the same job: CPU per request,
 # RSS, the sanitizer's MB/s. Minutes; BENCH_ROUNDS, BENCH_SECONDS and
-# BENCH_ONLY=name,name narrow it. Prints figures, asserts nothing.
+# BENCH_ONLY=name,name narrow it; BENCH_AGAINST=<dir of modules> runs each
+# module's setups again with that build, side by side in the same rounds.
+# Prints figures, asserts nothing.
 bench-envoy: envoy build wrk
 	python3 tests/bench/envoy/run.py --envoy "$(ENVOY)" --wasm-dir "$(WASM_OUT)"
 

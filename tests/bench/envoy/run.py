@@ -10,6 +10,11 @@ added cost is, per round, its figure minus its baseline's, and the table
 shows the median and the spread (lowest..highest) of those differences.
 Any response that is not 2xx makes the setup's run invalid. This prints
 figures; it asserts nothing about time.
+
+With `--against DIR` (`BENCH_AGAINST`), every setup that loads a module
+also runs with DIR's modules, as `<name>@against`, in the same shuffled
+rounds over the same baselines: two builds compared side by side, so the
+machine's drift between runs does not enter the comparison.
 """
 
 import argparse
@@ -167,6 +172,22 @@ def fmt(x, digits=1):
     return "-" if x is None or x != x else f"{x:.{digits}f}"
 
 
+def load_modules(wasm_dir):
+    modules = {p.stem: p.resolve() for p in wasm_dir.glob("*.wasm")}
+    for needed in ("probe_fixture", "header_router", "principal_authz", "retry_hints", "mirror_sanitizer"):
+        if needed not in modules:
+            sys.exit(f"no {needed}.wasm in {wasm_dir}: run `make build`")
+    return modules
+
+
+def all_of(modules):
+    return cfg.setups(modules) + cfg.throughput(modules)
+
+
+def loads_module(setup):
+    return any("envoy.filters.http.wasm" in json.dumps(f) for f in list(setup.get("filters", ())) + list(setup.get("upstream_filters") or ()))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--envoy", required=True)
@@ -175,16 +196,17 @@ def main():
     ap.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", 3)))
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--only", default=os.environ.get("BENCH_ONLY", ""), help="comma-separated setup names (their baselines are added)")
+    ap.add_argument("--against", default=os.environ.get("BENCH_AGAINST", ""), help="a second directory of modules, run side by side")
     args = ap.parse_args()
 
-    wasm_dir = Path(args.wasm_dir)
-    modules = {p.stem: p.resolve() for p in wasm_dir.glob("*.wasm")}
-    for needed in ("probe_fixture", "header_router", "principal_authz", "retry_hints", "mirror_sanitizer"):
-        if needed not in modules:
-            sys.exit(f"no {needed}.wasm in {wasm_dir}: run `make build`")
-    all_setups = cfg.setups(modules) + cfg.throughput(modules)
+    all_setups = all_of(load_modules(Path(args.wasm_dir)))
+    if args.against:
+        twins = {s["name"]: s for s in all_of(load_modules(Path(args.against)))}
+        all_setups += [dict(twins[s["name"]], name=s["name"] + "@against", job=s["job"] + f" ({args.against})")
+                       for s in all_setups if loads_module(s)]
     if args.only:
         wanted = set(args.only.split(","))
+        wanted |= {n + "@against" for n in wanted}
         wanted |= {s["base"] for s in all_setups if s["name"] in wanted and s["base"]}
         all_setups = [s for s in all_setups if s["name"] in wanted]
 
@@ -272,7 +294,7 @@ def report(all_setups, args):
         # bytes per µs of added CPU is MB/s of one core.
         rates = sorted(s["body_size"] / d for d in diffs if d > 0)
         if rates:
-            print(f"\nmirror-sanitizer on {s['body_size'] // 1024} KiB JSON shadow bodies: {fmt(statistics.median(rates))} MB/s per core "
+            print(f"\n{s['name']}: mirror-sanitizer on {s['body_size'] // 1024} KiB JSON shadow bodies: {fmt(statistics.median(rates))} MB/s per core "
                   f"(rounds {fmt(rates[0])}..{fmt(rates[-1])}; added {fmt(statistics.median(diffs), 0)} µs per request over {base['name']}, "
                   f"{s['requests']} requests)")
     print("\nRSS is the Envoy process's VmRSS after the rounds (one worker).")
