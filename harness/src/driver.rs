@@ -100,9 +100,28 @@ fn regular(map: &HeaderMap) -> Vec<(String, String)> {
     text(map).into_iter().filter(|(k, _)| !k.starts_with(':')).collect()
 }
 
+fn chain_state(chain: &[Plugin]) -> Option<&crate::SharedState> {
+    chain.first().map(|p| &*p.shared)
+}
+
+/// The request's headers as the chain receives them: a request id Envoy
+/// would generate is this stream's own.
+fn request_headers(state: Option<&crate::SharedState>, request: &Request) -> HeaderMap {
+    let mut map = request.header_map();
+    let n = state.map_or(1, |s| s.streams_sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1);
+    let generated = request.request_id == crate::stream::GENERATED_REQUEST_ID && !request.headers.iter().any(|(k, _)| k == "x-request-id");
+    if generated {
+        if let Some((_, v)) = map.iter_mut().find(|(k, _)| k == "x-request-id") {
+            *v = crate::stream::request_id_of(n).into_bytes();
+        }
+    }
+    map
+}
+
 /// Runs one stream through `chain` with the upstream answering `upstream`.
 pub fn run(chain: &mut [Plugin], request: &Request, upstream: &UpstreamResponse) -> Outcome {
     let slots = chain.iter().map(|_| Slot::default()).collect();
+    let request_headers = request_headers(chain_state(chain), request);
     let mut driver = Driver {
         chain,
         client: ClientSide {
@@ -114,7 +133,7 @@ pub fn run(chain: &mut [Plugin], request: &Request, upstream: &UpstreamResponse)
         },
         request_ended: false,
         slots,
-        maps: Maps { request_headers: request.header_map(), ..Maps::default() },
+        maps: Maps { request_headers, ..Maps::default() },
         request_sink: Vec::new(),
         response_sink: Vec::new(),
         out: Outcome::default(),

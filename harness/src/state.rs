@@ -36,6 +36,8 @@ pub struct SharedState {
     /// Virtual time that has passed (nanoseconds), added to every VM's
     /// clock: call delays and scenario steps advance it, nothing waits.
     pub virtual_nanos: AtomicU64,
+    /// Streams sent on this state so far: numbers their generated request ids.
+    pub streams_sent: AtomicU64,
 }
 
 #[derive(Debug)]

@@ -24,7 +24,9 @@ pub struct Request {
     pub trailers: Vec<(String, String)>,
     /// Properties for this request (`connection.uri_san_peer_certificate`, ...).
     pub properties: HashMap<Vec<String>, PropertyValue>,
-    /// `x-request-id` as Envoy would generate it.
+    /// `x-request-id` as Envoy would generate it; left at
+    /// [`GENERATED_REQUEST_ID`], each stream gets one of its own (see
+    /// [`request_id_of`]).
     pub request_id: String,
     /// Answers for the calls the module makes during this request, by
     /// cluster, in order; the plugin's clusters answer the rest.
@@ -34,6 +36,15 @@ pub struct Request {
     pub close_connection: bool,
     /// The client and the upstream speak HTTP/2 (see [`Request::http2`]).
     pub http2: bool,
+}
+
+/// The request id of the first stream sent on a state.
+pub const GENERATED_REQUEST_ID: &str = "00000000-0000-4000-8000-000000000001";
+
+/// The request id of the `n`th stream (from 1): unique per stream, as
+/// Envoy's random UUIDs are, and the same on every run.
+pub fn request_id_of(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{:012x}", n & 0xffff_ffff_ffff)
 }
 
 impl Request {
@@ -47,7 +58,7 @@ impl Request {
             body: Vec::new(),
             trailers: Vec::new(),
             properties: HashMap::new(),
-            request_id: "00000000-0000-4000-8000-000000000001".to_string(),
+            request_id: GENERATED_REQUEST_ID.to_string(),
             calls: HashMap::new(),
             close_connection: false,
             http2: false,

@@ -92,6 +92,20 @@ fn properties_have_envoys_names_and_encodings() {
 }
 
 #[test]
+fn each_stream_gets_a_request_id_of_its_own_unless_the_client_sent_one() {
+    // As Envoy generates a new UUID per stream: a filter that remembers
+    // values from one request to the next must not see the same id twice.
+    let mut plugin = probe_plugin(json!({ "onRequestHeaders": [{ "getProperty": { "path": ["request", "id"], "as": "string", "to": to("request", "x-id") } }] }));
+    let id = |plugin: &mut Plugin, request: &Request| plugin.send(request, &UpstreamResponse::ok()).upstream.unwrap().header("x-id").map(str::to_string);
+    let first = id(&mut plugin, &Request::get("/"));
+    let second = id(&mut plugin, &Request::get("/"));
+    assert_eq!(first.as_deref(), Some("00000000-0000-4000-8000-000000000001"));
+    assert_eq!(second.as_deref(), Some("00000000-0000-4000-8000-000000000002"));
+    let sent = id(&mut plugin, &Request::get("/").header("x-request-id", "from-the-client"));
+    assert_eq!(sent.as_deref(), Some("from-the-client"));
+}
+
+#[test]
 fn a_plaintext_caller_has_no_peer_principal() {
     let mut plugin = probe_plugin(json!({ "onRequestHeaders": [
         { "getProperty": { "path": ["connection", "uri_san_peer_certificate"], "to": to("request", "x-peer") } },
