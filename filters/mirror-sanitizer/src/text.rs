@@ -8,6 +8,12 @@ use std::collections::HashMap;
 /// The mask a rule writes unless it names its own.
 pub const DEFAULT_PLACEHOLDER: &str = "REDACTED";
 
+/// A UUID in its canonical text form (8-4-4-4-12 hex digits, either case),
+/// as Envoy's `x-request-id` and most trace ids are.
+pub fn is_uuid(text: &[u8]) -> bool {
+    text.len() == 36 && text.iter().enumerate().all(|(i, &b)| if matches!(i, 8 | 13 | 18 | 23) { b == b'-' } else { b.is_ascii_hexdigit() })
+}
+
 /// Looks a name up case-insensitively without allocating when it is
 /// already lower-case.
 pub fn lookup_lower(map: &HashMap<String, usize>, name: &str) -> Option<usize> {
@@ -96,6 +102,14 @@ mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn uuids_are_told_by_their_shape() {
+        assert!(is_uuid(b"123e4567-e89b-42d3-A456-426614174000"));
+        for not in [&b"123e4567e89b42d3a456426614174000"[..], b"123e4567-e89b-42d3-a456-42661417400", b"123e4567-e89b-42d3-a456-4266141740000", b"123e4567-e89b-42d3-a456_426614174000", b"g23e4567-e89b-42d3-a456-426614174000"] {
+            assert!(!is_uuid(not), "{}", String::from_utf8_lossy(not));
+        }
+    }
 
     #[test]
     fn percent_coding_round_trips_and_stays_lenient() {
