@@ -12,6 +12,7 @@ pub mod matcher;
 pub mod metrics;
 pub mod mock;
 pub mod name_set;
+pub mod test_rng;
 
 pub use config_error::{parse_json, ConfigError, FieldPath};
 pub use host::{AbiHost, BufferType, Host, HostError, HostResult, LogLevel, MapType, MetricType};

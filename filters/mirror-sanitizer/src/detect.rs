@@ -738,13 +738,7 @@ mod tests {
         // Version-4 UUIDs (Envoy's x-request-id) from a fixed generator. The
         // control: those whose leading 8-4-4 digits make a card when
         // regrouped 4-4-4-4 are found so, and are many.
-        let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
+        let mut next = filter_common::test_rng::xorshift(0x9E37_79B9_7F4A_7C15);
         let (mut cardlike, mut found_in_ids) = (0, Vec::new());
         for _ in 0..300_000 {
             let mut id = String::new();

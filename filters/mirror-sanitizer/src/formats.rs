@@ -363,16 +363,6 @@ mod tests {
         assert!(found(find_aws_secret_keys, "da39a3ee5e6b4b0d3255bfef95601890afd80709").is_empty(), "hex digests are one case");
     }
 
-    /// A fixed-seed xorshift generator for the generated texts.
-    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
-        move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        }
-    }
-
     /// Every run of key characters measured, one after the other.
     fn aws_secret_keys_run_by_run(text: &[u8]) -> Vec<(usize, usize)> {
         let mut out = Vec::new();
@@ -396,7 +386,7 @@ mod tests {
     #[test]
     fn aws_secret_keys_by_stride_are_those_of_every_run() {
         let key = b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+        let mut next = filter_common::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
         let mut keys = 0;
         for _ in 0..3000 {
             let mut text = Vec::new();
@@ -443,7 +433,7 @@ mod tests {
     #[test]
     fn provider_tokens_by_stride_are_those_of_a_scan_of_the_whole_text() {
         let tokens: [&[u8]; 4] = [b"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", b"xoxb-1234567890", b"sk_live_4eC39HqLyjWDarjtT1zdp7dc", b"glpat-xxxxxxxxxxxxxxxxxxxx"];
-        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
+        let mut next = filter_common::test_rng::xorshift(0x2545_f491_4f6c_dd1d);
         let mut found_any = 0;
         for _ in 0..3000 {
             let mut text = Vec::new();

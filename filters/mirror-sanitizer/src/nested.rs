@@ -186,13 +186,7 @@ mod tests {
         // What lets a header value in UUID form skip the detectors and the
         // opener (`Redactor::detect_header_value`). The ids are drawn mostly
         // from decimal digits, the detectors' worst case, in both cases.
-        let mut s: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
+        let mut next = filter_common::test_rng::xorshift(0x2545_F491_4F6C_DD1D);
         let p = Policy::parse(None, &|_| None).unwrap();
         for n in 0..100_000 {
             let id: String = (0..36)

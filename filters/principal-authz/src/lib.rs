@@ -14,8 +14,6 @@ pub mod policy;
 pub mod readings;
 pub mod request;
 pub mod template;
-#[cfg(test)]
-mod test_rng;
 // The glue exists only in the module; unit tests (native, or wasm32 under
 // Node) test the logic without a proxy-wasm host.
 #[cfg(all(target_arch = "wasm32", not(test)))]

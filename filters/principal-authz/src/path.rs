@@ -357,7 +357,7 @@ mod tests {
     fn any_path_normalizes_safely_or_is_refused() {
         const PIECES: [&str; 20] =
             ["/", "//", "\\", ".", "..", "%2e", "%2E", "%2f", "%2F", "%5c", "%00", "%", "%4", "%41", "%25", ";", "?", "#", "a", "\u{e9}"];
-        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15); // fixed seed: the same cases every run
+        let mut next = filter_common::test_rng::xorshift(0x9e37_79b9_7f4a_7c15); // fixed seed: the same cases every run
         let mut normalized = 0;
         for _ in 0..20_000 {
             let len = next() % 12;
@@ -389,7 +389,7 @@ mod tests {
     #[test]
     fn the_shortcut_for_normal_paths_agrees_with_the_full_normalization() {
         let alphabet = b"/./a%2F;\\b.%2e";
-        let mut next = crate::test_rng::xorshift(0x51f1_5eed_0ddb_a11d); // fixed seed: the same cases every run
+        let mut next = filter_common::test_rng::xorshift(0x51f1_5eed_0ddb_a11d); // fixed seed: the same cases every run
         let mut shortcuts = 0;
         for _ in 0..5000 {
             let len = (next() % 12) as usize;

@@ -1,5 +1,5 @@
-//! A fixed-seed xorshift generator for the property tests: the same cases
-//! on every run, native and wasm32, without a crate.
+//! A fixed-seed xorshift generator for the filters' property tests: the
+//! same cases on every run, native and wasm32, without a crate.
 
 /// Returns a generator of 64-bit values starting from `seed` (non-zero).
 pub fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
