@@ -109,15 +109,26 @@ fn hex_digit(n: u8) -> u8 {
 
 /// The masked form of `value`.
 pub fn mask(value: &str, placeholder: &str, keep_last: usize) -> String {
+    let mut out = String::with_capacity(placeholder.len() + keep_last * 4);
+    mask_into(value, placeholder, keep_last, &mut out);
+    out
+}
+
+/// Appends the masked form of `value` to `out`.
+pub fn mask_into(value: &str, placeholder: &str, keep_last: usize, out: &mut String) {
+    out.push_str(placeholder);
     if keep_last == 0 {
-        return placeholder.to_string();
+        return;
+    }
+    if value.is_ascii() {
+        // A character is a byte: no counting.
+        let keep = keep_last.min(value.len() / 2);
+        out.push_str(value.get(value.len() - keep..).unwrap_or_default());
+        return;
     }
     let chars = value.chars().count();
     let keep = keep_last.min(chars / 2);
-    let mut out = String::with_capacity(placeholder.len() + keep * 4);
-    out.push_str(placeholder);
     out.extend(value.chars().skip(chars - keep));
-    out
 }
 
 impl Mode {

@@ -131,6 +131,17 @@ impl<'a> Redactor<'a> {
         later
     }
 
+    /// `select_text`, appended to `out`: a mask is written in place.
+    fn select_into(&mut self, rule: usize, value: &str, out: &mut String) {
+        match self.policy.rules.get(rule).map(|r| &r.mode) {
+            Some(Mode::Mask { placeholder, keep_last }) => {
+                self.hit(rule);
+                crate::mode::mask_into(value, placeholder, *keep_last, out);
+            }
+            _ => out.push_str(&self.select_text(rule, value)),
+        }
+    }
+
     /// Like `select`, where the value cannot be removed (removal gives "").
     pub fn select_text(&mut self, rule: usize, value: &str) -> String {
         match self.select(rule, value) {
@@ -205,7 +216,7 @@ impl<'a> Redactor<'a> {
             for s in &spans {
                 out.push_str(text.get(at..s.start).unwrap_or_default());
                 let found = text.get(s.start..s.end).unwrap_or_default();
-                out.push_str(&self.select_text(s.rule, found));
+                self.select_into(s.rule, found, &mut out);
                 at = s.end;
             }
             out.push_str(text.get(at..).unwrap_or_default());
