@@ -100,10 +100,6 @@ fn regular(map: &HeaderMap) -> Vec<(String, String)> {
     text(map).into_iter().filter(|(k, _)| !k.starts_with(':')).collect()
 }
 
-fn chain_state(chain: &[Plugin]) -> Option<&crate::SharedState> {
-    chain.first().map(|p| &*p.shared)
-}
-
 /// The request's headers as the chain receives them: a request id Envoy
 /// would generate is this stream's own.
 fn request_headers(state: Option<&crate::SharedState>, request: &Request) -> HeaderMap {
@@ -121,7 +117,7 @@ fn request_headers(state: Option<&crate::SharedState>, request: &Request) -> Hea
 /// Runs one stream through `chain` with the upstream answering `upstream`.
 pub fn run(chain: &mut [Plugin], request: &Request, upstream: &UpstreamResponse) -> Outcome {
     let slots = chain.iter().map(|_| Slot::default()).collect();
-    let request_headers = request_headers(chain_state(chain), request);
+    let request_headers = request_headers(chain.first().map(|p| &*p.shared), request);
     let mut driver = Driver {
         chain,
         client: ClientSide {

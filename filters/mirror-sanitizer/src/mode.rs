@@ -5,7 +5,7 @@
 
 use crate::sha256x4::KeyedHmac;
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 /// The pseudonym's prefix: says what the value is and never occurs in a
 /// secret a detector would match again.
@@ -49,19 +49,7 @@ impl std::fmt::Debug for Pseudonymizer {
 
 impl Pseudonymizer {
     pub fn new(key: &[u8]) -> Option<Self> {
-        // RFC 2104: a key longer than the block is hashed first.
-        let mut block = [0u8; 64];
-        if key.len() > block.len() {
-            for (b, k) in block.iter_mut().zip(Sha256::digest(key)) {
-                *b = k;
-            }
-        } else {
-            for (b, k) in block.iter_mut().zip(key) {
-                *b = *k;
-            }
-        }
-        let lanes = KeyedHmac::new(&block);
-        Hmac::<Sha256>::new_from_slice(key).ok().map(|mac| Self { mac, lanes })
+        Hmac::<Sha256>::new_from_slice(key).ok().map(|mac| Self { mac, lanes: KeyedHmac::new(key) })
     }
 
     /// `hmac-` and the first 128 bits of HMAC-SHA-256(key, value) in hex.

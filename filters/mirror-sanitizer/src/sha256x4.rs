@@ -8,6 +8,8 @@
 //! arrays. Results are those of RFC 2104 HMAC with FIPS 180-4 SHA-256; the
 //! tests compare them with RustCrypto's.
 
+use sha2::{Digest, Sha256};
+
 /// The longest value hashed in one block: 64 bytes less the padding's
 /// `0x80` and the 8-byte length.
 pub const MAX_SHORT: usize = 55;
@@ -238,6 +240,15 @@ fn words(bytes: &[u8; 64]) -> Block {
     w
 }
 
+/// A state's words as the digest's 32 bytes.
+fn digest_bytes(state: &[u32; 8]) -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    for (chunk, word) in bytes.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    bytes
+}
+
 /// A key's inner and outer states (its padded blocks, absorbed once).
 #[derive(Clone)]
 pub struct KeyedHmac {
@@ -246,12 +257,16 @@ pub struct KeyedHmac {
 }
 
 impl KeyedHmac {
-    /// `key_block`: the key as HMAC pads it, 64 bytes (a longer key is
-    /// hashed first by the caller).
-    pub fn new(key_block: &[u8; 64]) -> Self {
-        let pad = |x: u8| words(&key_block.map(|k| k ^ x));
-        let [inner, ..] = compress4(&IV, &[pad(0x36), [0; 16], [0; 16], [0; 16]]);
-        let [outer, ..] = compress4(&IV, &[pad(0x5c), [0; 16], [0; 16], [0; 16]]);
+    pub fn new(key: &[u8]) -> Self {
+        // RFC 2104: the key padded to the block, a longer one hashed first.
+        let mut block = [0u8; 64];
+        if key.len() > block.len() {
+            block.iter_mut().zip(Sha256::digest(key)).for_each(|(b, k)| *b = k);
+        } else {
+            block.iter_mut().zip(key).for_each(|(b, k)| *b = *k);
+        }
+        let pad = |x: u8| words(&block.map(|k| k ^ x));
+        let [inner, outer, ..] = compress4(&IV, &[pad(0x36), pad(0x5c), [0; 16], [0; 16]]);
         Self { inner, outer }
     }
 
@@ -264,21 +279,13 @@ impl KeyedHmac {
         }
         let inner = compress4(&self.inner, &blocks);
         for (block, digest) in blocks.iter_mut().zip(&inner) {
-            let mut bytes = [0u8; 32];
-            for (chunk, word) in bytes.chunks_exact_mut(4).zip(digest) {
-                chunk.copy_from_slice(&word.to_be_bytes());
-            }
-            *block = last_block(&bytes, 64);
+            *block = last_block(&digest_bytes(digest), 64);
         }
         let outer = compress4(&self.outer, &blocks);
         let mut out = [None; 4];
         for ((o, digest), v) in out.iter_mut().zip(&outer).zip(values) {
             if v.len() <= MAX_SHORT {
-                let mut bytes = [0u8; 32];
-                for (chunk, word) in bytes.chunks_exact_mut(4).zip(digest) {
-                    chunk.copy_from_slice(&word.to_be_bytes());
-                }
-                *o = Some(bytes);
+                *o = Some(digest_bytes(digest));
             }
         }
         out
@@ -289,7 +296,6 @@ impl KeyedHmac {
 mod tests {
     use super::*;
     use hmac::{Hmac, Mac};
-    use sha2::Sha256;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -299,15 +305,9 @@ mod tests {
         mac.finalize().into_bytes().into()
     }
 
-    fn key_block(key: &[u8]) -> [u8; 64] {
-        let mut block = [0u8; 64];
-        block[..key.len()].copy_from_slice(key);
-        block
-    }
-
     #[test]
     fn rfc_4231_test_case_2() {
-        let h = KeyedHmac::new(&key_block(b"Jefe"));
+        let h = KeyedHmac::new(b"Jefe");
         let [mac, none, ..] = h.macs(&[b"what do ya want for nothing?"]);
         let hex: String = mac.unwrap().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
@@ -317,7 +317,7 @@ mod tests {
     #[test]
     fn every_length_and_lane_matches_the_reference() {
         let key = b"bench-hash-key-0123456789";
-        let h = KeyedHmac::new(&key_block(key));
+        let h = KeyedHmac::new(key);
         let values: Vec<Vec<u8>> = (0..=MAX_SHORT).map(|n| (0..n).map(|i| (i * 37 + n * 11) as u8).collect()).collect();
         for group in values.chunks(4) {
             let refs: Vec<&[u8]> = group.iter().map(Vec::as_slice).collect();
@@ -330,7 +330,7 @@ mod tests {
 
     #[test]
     fn longer_values_are_left_to_the_caller() {
-        let h = KeyedHmac::new(&key_block(b"k"));
+        let h = KeyedHmac::new(b"k");
         let long = [b'x'; MAX_SHORT + 1];
         assert_eq!(h.macs(&[&long, b"ok"]), [None, Some(reference(b"k", b"ok")), None, None]);
     }
