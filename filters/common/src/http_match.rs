@@ -162,11 +162,12 @@ impl HttpMatch {
 
     /// True when every condition of the block holds.
     pub fn matches(&self, request: &MatchRequest<'_>) -> bool {
-        let field = |m: &Option<CompiledStringMatch>, value: Option<Cow<'_, str>>| m.as_ref().is_none_or(|m| m.matches(value.as_deref()));
-        field(&self.uri, request.uri())
-            && field(&self.method, request.header(":method"))
-            && field(&self.scheme, request.header(":scheme"))
-            && field(&self.authority, request.header(":authority"))
+        // Each value is read only for a condition the block sets.
+        let header = |m: &Option<CompiledStringMatch>, name: &str| m.as_ref().is_none_or(|m| m.matches(request.header(name).as_deref()));
+        self.uri.as_ref().is_none_or(|m| m.matches(request.uri().as_deref()))
+            && header(&self.method, ":method")
+            && header(&self.scheme, ":scheme")
+            && header(&self.authority, ":authority")
             && self.port.is_none_or(|p| request.port == Some(p))
             && self.source_principal.as_deref().is_none_or(|p| request.principal_istio_form() == Some(p))
             && self.source_namespace.as_deref().is_none_or(|ns| request.namespace() == Some(ns))

@@ -201,6 +201,8 @@ pub struct Needs {
     pub destination_port: bool,
     pub sni: bool,
     pub jwt: bool,
+    /// An operation matches `hosts` or `notHosts`.
+    pub host: bool,
     /// A DENY or AUDIT rule reads the path or the method: the request's
     /// other readings are computed.
     pub readings: bool,
@@ -487,6 +489,7 @@ impl Compiler<'_> {
             return Err(at.error("an operation must set at least one field"));
         }
         self.needs.destination_port |= op.ports.is_set();
+        self.needs.host |= op.hosts.is_set();
         self.needs.readings |= self.action != Action::Allow && (op.paths.is_set() || op.methods.is_set());
         Ok(op)
     }
@@ -674,7 +677,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.needs,
-            Needs { source_address: true, destination_address: true, destination_port: true, sni: true, jwt: false, readings: false }
+            Needs { source_address: true, destination_address: true, destination_port: true, sni: true, jwt: false, host: false, readings: false }
         );
         let j = Config::parse(Some(
             json!({ "jwt": { "payloadInMetadata": ["https://issuer.example"] }, "policies": [{ "name": "p", "rules": [
@@ -684,6 +687,8 @@ mod tests {
         ))
         .unwrap();
         assert!(j.needs.jwt);
+        let h = Config::parse(Some(policy(json!([{ "to": [{ "operation": { "notHosts": ["a.example"] } }] }])).to_string().as_bytes())).unwrap();
+        assert!(h.needs.host, "notHosts reads the host too");
         assert_eq!(j.jwt_payload_keys, vec!["https://issuer.example"]);
     }
 }

@@ -265,7 +265,7 @@ impl AuthzStream {
         let sni = if needs.sni { text_property(host, &["connection", "requested_server_name"])? } else { None };
         let token = if needs.jwt { verified_token(host, &config.jwt_payload_keys)? } else { None };
         let request_principal = token.as_ref().and_then(Token::principal);
-        let host_name = req.authority.map(host_of);
+        let host_name = if needs.host { req.authority.map(host_of) } else { None };
         let view = RequestView {
             identity,
             host: host_name.as_deref(),

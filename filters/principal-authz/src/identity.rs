@@ -17,24 +17,37 @@ impl Identity {
     /// From a certificate's URI SAN; only `spiffe://` IDs are identities.
     pub fn from_uri(uri: &str) -> Option<Self> {
         let principal = uri.strip_prefix("spiffe://")?;
-        let (trust_domain, path) = principal.split_once('/')?;
-        // ASCII (every real ID) is checked byte by byte; `is_control` also
-        // refuses the C1 controls of a non-ASCII one.
-        let refused = if principal.is_ascii() {
-            principal.bytes().any(|b| b <= b' ' || b == 0x7f)
-        } else {
-            principal.chars().any(|c| c.is_control() || c == ' ')
-        };
-        if trust_domain.is_empty() || refused {
+        let bytes = principal.as_bytes();
+        // One pass: refuse spaces and controls, and note where the first
+        // four `/` are and how many there are.
+        let (mut slashes, mut count) = ([0usize; 4], 0usize);
+        for (i, &b) in bytes.iter().enumerate() {
+            if b <= b' ' || b == 0x7f {
+                return None;
+            }
+            if b == b'/' {
+                if let Some(at) = slashes.get_mut(count) {
+                    *at = i;
+                }
+                count += 1;
+            }
+        }
+        // `is_control` also refuses the C1 controls of a non-ASCII ID.
+        if !principal.is_ascii() && principal.chars().any(char::is_control) {
             return None;
         }
-        // `ns/<ns>/sa/<sa>`, read without an iterator per segment.
-        let namespace = path
-            .strip_prefix("ns/")
-            .and_then(|rest| rest.split_once('/'))
-            .and_then(|(ns, rest)| Some((ns, rest.strip_prefix("sa/")?)))
-            .filter(|(ns, sa)| !ns.is_empty() && !sa.is_empty() && !sa.contains('/'))
-            .map(|(ns, _)| ns.to_string());
+        let [td_end, ns_start, ns_end, sa_start] = slashes;
+        if count == 0 || td_end == 0 {
+            return None;
+        }
+        // `<td>/ns/<ns>/sa/<sa>`: exactly four `/`, both names non-empty.
+        let segment = |from: usize, to: usize| bytes.get(from + 1..to);
+        let istio = count == 4
+            && segment(td_end, ns_start) == Some(b"ns")
+            && ns_end > ns_start + 1
+            && segment(ns_end, sa_start) == Some(b"sa")
+            && sa_start + 1 < bytes.len();
+        let namespace = if istio { principal.get(ns_start + 1..ns_end).map(str::to_string) } else { None };
         Some(Self { principal: principal.to_string(), namespace })
     }
 }
