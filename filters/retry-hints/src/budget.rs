@@ -8,6 +8,14 @@
 //! A request reserves the retries it is granted when it starts, so requests
 //! in flight at once cannot all spend the last retry; when it ends, the
 //! retries Envoy really made replace the reservation.
+//!
+//! A worker does not go to shared data for every request: it takes a
+//! [`Lease`] of spare retries for the current bucket, grants from it and
+//! takes back into it what its requests did not use, and settles with the
+//! window when the bucket changes or the lease runs short. Leased retries
+//! count as spent for every worker until they come back, and the requests a
+//! lease served count only when it is settled: both err toward fewer
+//! retries, never more.
 
 use filter_common::{Host, HostError, HostResult};
 
@@ -16,6 +24,11 @@ pub const BUCKETS: usize = 10;
 const BUCKET_BYTES: usize = 16;
 /// Compare-and-swap attempts before giving up on one update.
 const CAS_TRIES: usize = 16;
+/// A lease takes this share of the retries the window has to spare...
+const LEASE_SHARE: u64 = 8;
+/// ...and at most this many: enough for a worker's requests in flight, few
+/// enough that an idle worker's lease holds back little of the budget.
+const LEASE_MAX: u64 = 64;
 
 /// What the budget allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +131,28 @@ impl Window {
         granted
     }
 
+    /// `deposit`, after settling `lease`, and then a new lease for `tick`
+    /// of a share of the retries left.
+    pub fn deposit_leasing(&mut self, config: &BudgetConfig, tick: u64, wanted: u32, lease: &mut Lease) -> u32 {
+        lease.settle(self);
+        let granted = self.deposit(config, tick, wanted);
+        let spare = (self.remaining(config, tick) / LEASE_SHARE).min(LEASE_MAX);
+        let tokens = u32::try_from(spare).unwrap_or(0);
+        if let Some(bucket) = self.bucket(tick) {
+            bucket.retries = bucket.retries.saturating_add(tokens);
+            *lease = Lease { tick: Some(tick), tokens, requests: 0 };
+        }
+        granted
+    }
+
+    /// Counts `requests` into the bucket of `tick`, if it is still in the window.
+    fn count_requests(&mut self, tick: u64, requests: u32) {
+        let slot = (tick % BUCKETS as u64) as usize;
+        if let Some(bucket) = self.buckets.get_mut(slot).filter(|b| b.tick == tick) {
+            bucket.requests = bucket.requests.saturating_add(requests);
+        }
+    }
+
     /// Replaces a reservation made at `reserved_tick` by the retries really
     /// made: more are charged now; fewer give back to the reservation's
     /// bucket if it is still in the window.
@@ -150,6 +185,51 @@ impl Window {
 pub struct Giveback {
     pub tick: u64,
     pub retries: u32,
+}
+
+/// Retries one worker took from a window for one bucket, not yet granted,
+/// and the requests it granted from them, not yet counted in the window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lease {
+    /// The bucket the retries were taken in; `None`: no lease.
+    tick: Option<u64>,
+    tokens: u32,
+    requests: u32,
+}
+
+impl Lease {
+    /// Counts a request at `tick` and grants it `wanted` retries from the
+    /// lease; `None` when the lease is of another bucket or holds fewer:
+    /// then the window decides (`Window::deposit_leasing`).
+    pub fn grant(&mut self, tick: u64, wanted: u32) -> Option<u32> {
+        if self.tick != Some(tick) || self.tokens < wanted {
+            return None;
+        }
+        self.tokens -= wanted;
+        self.requests = self.requests.saturating_add(1);
+        Some(wanted)
+    }
+
+    /// Takes back retries reserved in the lease's bucket and not made;
+    /// false for another bucket's (they go back to the window).
+    pub fn give_back(&mut self, g: Giveback) -> bool {
+        if self.tick != Some(g.tick) {
+            return false;
+        }
+        self.tokens = self.tokens.saturating_add(g.retries);
+        true
+    }
+
+    /// Returns the unused retries to the window and counts the requests
+    /// served, in the lease's bucket if it is still in the window; the
+    /// lease is then empty.
+    pub fn settle(&mut self, w: &mut Window) {
+        if let Some(tick) = self.tick {
+            w.count_requests(tick, self.requests);
+            w.give_back(Giveback { tick, retries: self.tokens });
+        }
+        *self = Lease::default();
+    }
 }
 
 /// Shared data with compare-and-swap: what the budget needs of the host.
@@ -279,6 +359,95 @@ mod tests {
         let (bytes, cas) = host.shared_data("budget").unwrap();
         assert_eq!(cas, 2);
         assert_eq!(Window::decode(bytes.as_deref()).totals(0), (2, 6));
+    }
+
+    /// Workers granting from leases on one window, requests starting and
+    /// ending in random order over a minute: every grant leaves the retries
+    /// granted and not given back in the window ending then within the
+    /// allowance of the requests really made in it. `shared: false` is the
+    /// control: each worker keeps a window of its own, and the same check
+    /// catches the overspending.
+    fn leased_grants_stay_within(shared: bool) -> Result<(usize, usize), String> {
+        let config = BudgetConfig { ratio_permille: 200, min_per_second: 2, window_ms: 10_000 };
+        let mut next = filter_common::test_rng::xorshift(0x0001_EA5E_0FB0_D6E7);
+        let workers = 3;
+        let mut windows = vec![Window::default(); if shared { 1 } else { workers }];
+        let mut leases = vec![Lease::default(); workers];
+        // In flight: (worker, tick, granted).
+        let mut flight: Vec<(usize, u64, u32)> = Vec::new();
+        // Truth by tick: requests, and retries granted and not given back.
+        let (mut requests, mut spent) = (vec![0u64; 80], vec![0u64; 80]);
+        let (mut tick, mut grants, mut refused) = (0u64, 0, 0);
+        while tick < 60 {
+            match next() % 10 {
+                0 => tick += 1,
+                1..=5 => {
+                    let worker = (next() % workers as u64) as usize;
+                    let wanted = (next() % 4) as u32;
+                    let w = &mut windows[if shared { 0 } else { worker }];
+                    let lease = &mut leases[worker];
+                    let granted = lease.grant(tick, wanted).unwrap_or_else(|| w.deposit_leasing(&config, tick, wanted, lease));
+                    requests[tick as usize] += 1;
+                    spent[tick as usize] += u64::from(granted);
+                    grants += usize::from(granted > 0);
+                    refused += usize::from(wanted > 0 && granted == 0);
+                    let from = tick.saturating_sub(BUCKETS as u64 - 1) as usize;
+                    let (q, r) = (requests[from..=tick as usize].iter().sum(), spent[from..=tick as usize].iter().sum::<u64>());
+                    // Only a grant is checked: the window sliding on can
+                    // leave earlier grants over what its requests allow.
+                    if granted > 0 && r > config.allowance(q) {
+                        return Err(format!("tick {tick}: {r} retries granted for {q} requests"));
+                    }
+                    flight.push((worker, tick, granted));
+                }
+                _ if !flight.is_empty() => {
+                    let (worker, at, granted) = flight.swap_remove((next() % flight.len() as u64) as usize);
+                    let made = if granted == 0 { 0 } else { (next() % u64::from(granted + 1)) as u32 };
+                    let g = Giveback { tick: at, retries: granted - made };
+                    spent[at as usize] -= u64::from(g.retries);
+                    if !leases[worker].give_back(g) {
+                        windows[if shared { 0 } else { worker }].give_back(g);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok((grants, refused))
+    }
+
+    #[test]
+    fn workers_granting_from_leases_stay_within_one_budget() {
+        let (grants, refused) = leased_grants_stay_within(true).unwrap();
+        assert!(grants > 100 && refused > 50, "{grants} grants, {refused} refused: the budget was not both used and spent");
+        assert!(leased_grants_stay_within(false).is_err(), "the control: three budgets overspend one");
+    }
+
+    #[test]
+    fn a_lease_grants_in_its_bucket_and_settles_into_the_window() {
+        let mut w = Window::default();
+        let mut lease = Lease::default();
+        assert_eq!(lease.grant(0, 0), None, "no lease yet");
+        assert_eq!(w.deposit_leasing(&DEFAULT, 0, 3, &mut lease), 3);
+        // 100 allowed, 3 granted: an eighth of the 97 left is leased.
+        assert_eq!(w.totals(0), (1, 3 + 12));
+        assert_eq!(lease.grant(0, 3), Some(3));
+        assert_eq!(lease.grant(0, 3), Some(3));
+        assert_eq!(lease.grant(1, 3), None, "another bucket");
+        assert!(lease.give_back(Giveback { tick: 0, retries: 3 }));
+        assert!(!lease.give_back(Giveback { tick: 1, retries: 3 }), "another bucket's reservation goes to the window");
+        lease.settle(&mut w);
+        assert_eq!(w.totals(0), (3, 3 + 12 - 9), "the two requests are counted, the 9 retries left come back");
+        assert_eq!(lease, Lease::default());
+        // A lease never takes more than its cap, and nothing when nothing is left.
+        let rich = BudgetConfig { ratio_permille: 1000, min_per_second: 1000, window_ms: 10_000 };
+        let mut w = Window::default();
+        w.deposit_leasing(&rich, 0, 0, &mut lease);
+        assert_eq!(w.totals(0), (1, LEASE_MAX));
+        let none = BudgetConfig { ratio_permille: 0, min_per_second: 0, window_ms: 10_000 };
+        let mut w = Window::default();
+        assert_eq!(w.deposit_leasing(&none, 0, 3, &mut lease), 0);
+        assert_eq!(lease.grant(0, 1), None);
+        assert_eq!(lease.grant(0, 0), Some(0), "a request that wants none is served from an empty lease");
     }
 
     /// Shared data where another worker writes between this worker's read

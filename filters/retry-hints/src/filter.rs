@@ -2,12 +2,13 @@
 //! defines the metrics; each request's context reads the header map once
 //! (copying only the headers the plan may read),
 //! removes router-control headers a client sent, asks the plan for the
-//! rule's headers, reserves retries from the shared budget, and sets them.
+//! rule's headers, reserves retries from the shared budget (through this
+//! worker's lease on it), and sets them.
 //! At log time it reads how many attempts Envoy made and settles the
 //! reservation; on a withheld 503/429 it adds `retry-after`, on a withheld
 //! gRPC UNAVAILABLE/RESOURCE_EXHAUSTED `grpc-retry-pushback-ms`.
 
-use crate::budget::{self, BudgetConfig, Giveback};
+use crate::budget::{self, BudgetConfig, Giveback, Lease};
 use crate::config::Hints;
 use crate::plan::{self, RequestView};
 use filter_common::{count, count_n, load_config, AbiHost, Host, HostError, LogLevel, MapType, MatchRequest, Metric, NameSet};
@@ -51,6 +52,8 @@ struct Shared {
     debug: bool,
     /// This worker's give-backs not yet written, by rule index.
     givebacks: RefCell<Vec<(usize, Giveback)>>,
+    /// This worker's lease on each rule's budget, by rule index.
+    leases: RefCell<Vec<Lease>>,
 }
 
 /// Give-backs a worker may hold before it writes them without waiting for
@@ -69,15 +72,44 @@ impl Shared {
         taken.into_iter().map(|(_, g)| g).collect()
     }
 
-    /// Holds give-backs until the next update of their budget; false if
-    /// too many are held already (the caller writes them now).
+    /// Holds give-backs until the next update of their budget (one of the
+    /// lease's bucket goes back into the lease); false if too many are held
+    /// already (the caller writes them now).
     fn hold(&self, rule: usize, givebacks: &[Giveback]) -> bool {
+        if let [g] = givebacks {
+            if self.with_lease(rule, |lease| lease.give_back(*g)) == Some(true) {
+                return true;
+            }
+        }
         let Ok(mut held) = self.givebacks.try_borrow_mut() else { return false };
         if held.len() + givebacks.len() > GIVEBACKS_HELD {
             return false;
         }
         held.extend(givebacks.iter().map(|g| (rule, *g)));
         true
+    }
+
+    fn with_lease<R>(&self, rule: usize, f: impl FnOnce(&mut Lease) -> R) -> Option<R> {
+        self.leases.try_borrow_mut().ok()?.get_mut(rule).map(f)
+    }
+
+    /// Counts a request to `rule` at `tick` and grants it up to `wanted`
+    /// retries: from this worker's lease when it can, else from the window,
+    /// settling the lease and taking a new one. If the write fails the
+    /// lease is gone: its retries count as spent until the window slides
+    /// past them.
+    fn reserve(&self, host: &dyn Host, rule: usize, key: &str, config: &BudgetConfig, tick: u64, wanted: u32) -> Result<u32, HostError> {
+        if let Some(granted) = self.with_lease(rule, |lease| lease.grant(tick, wanted)).flatten() {
+            return Ok(granted);
+        }
+        let held = self.with_lease(rule, std::mem::take).unwrap_or_default();
+        let mut next = Lease::default();
+        let granted = self.update_budget(host, rule, key, |w| {
+            next = held;
+            w.deposit_leasing(config, tick, wanted, &mut next)
+        })?;
+        self.with_lease(rule, |lease| *lease = next);
+        Ok(granted)
     }
 
     /// Reads, changes and writes `rule`'s budget, with this worker's held
@@ -144,7 +176,8 @@ impl RootContext for RetryRoot {
         // Read once: formatting a debug line per request costs even when dropped.
         let debug = host.log_level().is_ok_and(|l| l <= LogLevel::Debug);
         let reads = headers_read(&hints);
-        self.shared = Some(Rc::new(Shared { hints, metrics, reads, debug, givebacks: RefCell::default() }));
+        let leases = RefCell::new(vec![Lease::default(); hints.rules.len()]);
+        self.shared = Some(Rc::new(Shared { hints, metrics, reads, debug, givebacks: RefCell::default(), leases }));
         true
     }
 
@@ -210,7 +243,7 @@ impl RetryStream {
         let wanted = if safety.is_ok() { offered.unwrap_or(0) } else { 0 };
         let config: &BudgetConfig = &hints.budget;
         let tick = config.tick(now_ms(host)?);
-        let granted = shared.update_budget(host, index, &rule.budget_key, |w| w.deposit(config, tick, wanted))?;
+        let granted = shared.reserve(host, index, &rule.budget_key, config, tick, wanted)?;
         self.budget = Some(Reservation { rule: index, tick, retries: granted });
         let allowed = offered.map(|_| if safety.is_ok() { granted } else { 0 });
         match (offered, safety) {

@@ -202,9 +202,11 @@ fn the_common_path_makes_few_host_calls() {
     let calls = |name: &str| out.host_calls.get(name).copied().unwrap_or(0);
     assert_eq!(calls("proxy_get_header_map_pairs"), 1, "the request is read once");
     assert_eq!(calls("proxy_get_property"), 1, "the attempt count, at log time");
-    assert_eq!((calls("proxy_get_shared_data"), calls("proxy_set_shared_data")), (1, 1), "reserve; the unused retries go back with the next request");
+    assert_eq!((calls("proxy_get_shared_data"), calls("proxy_set_shared_data")), (1, 1), "the first request takes a lease on the budget");
     let next = p.send(&to_service(Request::get("/")), &UpstreamResponse::ok());
-    assert_eq!(next.host_calls.get("proxy_set_shared_data").copied(), Some(1), "which writes them in its own update");
+    let shared = |name: &str| next.host_calls.get(name).copied().unwrap_or(0);
+    assert_eq!((shared("proxy_get_shared_data"), shared("proxy_set_shared_data")), (0, 0), "the next is granted from it in the same second");
+    assert_eq!(sent(&next, "x-envoy-max-retries").as_deref(), Some("3"));
     assert_eq!(calls("proxy_replace_header_map_value"), 4);
     assert_eq!(calls("proxy_get_header_map_value"), 0, "no response header is read when retries were allowed");
 }
