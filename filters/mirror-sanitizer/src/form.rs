@@ -5,7 +5,7 @@
 
 use crate::mode::Replacement;
 use crate::names::NameKind;
-use crate::text::{percent_decode, percent_encode};
+use crate::text::{decoded_text, percent_encode};
 use crate::redact::Redactor;
 
 /// Sanitizes a list of pairs separated by `&` or `;` (kept as they came),
@@ -67,8 +67,8 @@ fn sanitize_pair(pair: &[u8], kind: NameKind, r: &mut Redactor) -> PairOutcome {
     if raw_name.is_empty() && raw_value.is_none() {
         return PairOutcome::Keep;
     }
-    let name = String::from_utf8_lossy(&percent_decode(raw_name, true)).into_owned();
-    let value = raw_value.map(|v| String::from_utf8_lossy(&percent_decode(v, true)).into_owned());
+    let name = decoded_text(raw_name, true);
+    let value = raw_value.map(|v| decoded_text(v, true));
     let (verdict, detected_name) = r.name_and_text(kind, &name);
     let named = match &value {
         Some(v) => r.named(verdict, v),
@@ -81,7 +81,7 @@ fn sanitize_pair(pair: &[u8], kind: NameKind, r: &mut Redactor) -> PairOutcome {
         Some(rep) => Some(rep),
         None => match (value.as_deref().and_then(|v| r.detect(v)), &new_name, &value) {
             (Some(v), _, _) => Some(Replacement::Text(v)),
-            (None, Some(_), Some(v)) => Some(Replacement::Text(v.clone())),
+            (None, Some(_), Some(v)) => Some(Replacement::Text(v.to_string())),
             (None, Some(_), None) => Some(Replacement::Text(String::new())),
             (None, None, _) => None,
         },

@@ -4,7 +4,7 @@
 
 use crate::form::sanitize_pairs;
 use crate::names::NameKind;
-use crate::text::{percent_decode, percent_encode};
+use crate::text::{decoded_text, percent_encode};
 use crate::redact::Redactor;
 
 /// The sanitized path, or `None` if nothing changed.
@@ -42,29 +42,28 @@ fn sanitize_segments(path: &str, r: &mut Redactor) -> Option<String> {
     // The leading '/' gives an empty first piece, which is kept as is.
     let pieces: Vec<&str> = path.split('/').collect();
     let segments = pieces.get(1..).unwrap_or_default();
-    let mut replaced: Vec<Option<String>> = vec![None; pieces.len()];
+    // What changes, by piece: most paths keep every piece and build nothing.
+    let mut replaced: Vec<(usize, String)> = Vec::new();
+    let taken = |replaced: &[(usize, String)], i: usize| replaced.iter().any(|&(j, _)| j == i);
     for (template, rule) in &r.policy.path_templates {
-        if let Some(captured) = template.captures(segments) {
-            for i in captured {
-                if let (Some(slot), Some(raw)) = (replaced.get_mut(i + 1), segments.get(i)) {
-                    if slot.is_none() {
-                        let value = String::from_utf8_lossy(&percent_decode(raw.as_bytes(), false)).into_owned();
-                        *slot = Some(percent_encode(&r.select_text(*rule, &value)));
-                    }
-                }
+        for i in template.captures(segments).unwrap_or_default() {
+            if let Some(raw) = segments.get(i).filter(|_| !taken(&replaced, i + 1)) {
+                let value = decoded_text(raw.as_bytes(), false);
+                replaced.push((i + 1, percent_encode(&r.select_text(*rule, &value))));
             }
         }
     }
-    for (piece, slot) in pieces.iter().zip(replaced.iter_mut()) {
-        if slot.is_none() && !piece.is_empty() {
-            let decoded = String::from_utf8_lossy(&percent_decode(piece.as_bytes(), false)).into_owned();
-            *slot = r.detect(&decoded).map(|t| percent_encode(&t));
+    for (i, piece) in pieces.iter().enumerate() {
+        if !piece.is_empty() && !taken(&replaced, i) {
+            if let Some(t) = r.detect(&decoded_text(piece.as_bytes(), false)) {
+                replaced.push((i, percent_encode(&t)));
+            }
         }
     }
-    if replaced.iter().all(Option::is_none) {
+    if replaced.is_empty() {
         return None;
     }
-    let out: Vec<String> = pieces.iter().zip(replaced).map(|(p, r)| r.unwrap_or_else(|| p.to_string())).collect();
+    let out: Vec<&str> = pieces.iter().enumerate().map(|(i, p)| replaced.iter().find(|&&(j, _)| j == i).map_or(*p, |(_, t)| t.as_str())).collect();
     Some(out.join("/"))
 }
 

@@ -67,8 +67,10 @@ impl<'a> Redactor<'a> {
 
     fn known(&mut self, kind: NameKind, name: &str) -> Known {
         let policy = self.policy;
-        // A request names each header once: its memo would only cost.
-        if kind == NameKind::Header {
+        // A request names each header, cookie and query parameter about
+        // once: the memo (64 slots to set up and drop) would only cost.
+        // Documents repeat their keys.
+        if matches!(kind, NameKind::Header | NameKind::Cookie | NameKind::Query) {
             return policy.known(kind, name);
         }
         self.names.get_or(kind, name, || policy.known(kind, name))

@@ -8,6 +8,7 @@ use crate::mode::Replacement;
 use crate::names::NameKind;
 use crate::path::sanitize_path;
 use crate::redact::Redactor;
+use crate::text::lossy;
 use filter_common::codec::Header;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,13 +62,13 @@ fn unnamed(name: &str, text: &str, r: &mut Redactor) -> Option<String> {
 
 fn sanitize_header(name: &str, values: &[&[u8]], r: &mut Redactor) -> Option<HeaderEdit> {
     if name == ":path" {
-        let path = String::from_utf8_lossy(values.first()?);
+        let path = lossy(values.first()?);
         return sanitize_path(&path, r).map(|p| HeaderEdit::Set(name.to_string(), vec![p.into_bytes()]));
     }
     let verdict = r.name(NameKind::Header, name);
     // Most headers carry one value: no lists to build.
     if let [value] = values {
-        let text = String::from_utf8_lossy(value);
+        let text = lossy(value);
         let new = match r.named(verdict, &text) {
             Some(Replacement::Remove) => return Some(HeaderEdit::Remove(name.to_string())),
             Some(Replacement::Text(t)) => t,
@@ -77,7 +78,7 @@ fn sanitize_header(name: &str, values: &[&[u8]], r: &mut Redactor) -> Option<Hea
     }
     let mut named = Vec::with_capacity(values.len());
     for v in values {
-        match r.named(verdict, &String::from_utf8_lossy(v)) {
+        match r.named(verdict, &lossy(v)) {
             Some(Replacement::Remove) => return Some(HeaderEdit::Remove(name.to_string())),
             Some(Replacement::Text(t)) => named.push(Some(t.into_bytes())),
             None => named.push(None),
@@ -91,7 +92,7 @@ fn sanitize_header(name: &str, values: &[&[u8]], r: &mut Redactor) -> Option<Hea
     for (v, named) in values.iter().zip(named) {
         let new = match named {
             Some(t) => Some(t),
-            None => unnamed(name, &String::from_utf8_lossy(v), r).map(String::into_bytes),
+            None => unnamed(name, &lossy(v), r).map(String::into_bytes),
         };
         match new {
             Some(n) => {

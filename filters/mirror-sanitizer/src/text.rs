@@ -3,6 +3,7 @@
 //! the crate itself.
 
 use filter_common::codec::hex_value;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// The mask a rule writes unless it names its own.
@@ -57,6 +58,22 @@ pub fn at(text: &[u8], i: usize) -> u8 {
 /// The byte before `i`, or 0 at the start.
 pub fn before(text: &[u8], i: usize) -> u8 {
     i.checked_sub(1).map_or(0, |j| at(text, j))
+}
+
+/// The bytes as text, invalid UTF-8 replaced: borrowed when they are UTF-8,
+/// checked a word at a time (`String::from_utf8_lossy` goes byte by byte).
+pub fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    std::str::from_utf8(bytes).map_or_else(|_| String::from_utf8_lossy(bytes), Cow::Borrowed)
+}
+
+/// `raw` percent-decoded (and `+` read as a space if `plus_is_space`) as
+/// text, borrowed when there is nothing to decode.
+pub fn decoded_text(raw: &[u8], plus_is_space: bool) -> Cow<'_, str> {
+    if raw.iter().any(|&b| b == b'%' || (plus_is_space && b == b'+')) {
+        Cow::Owned(String::from_utf8_lossy(&percent_decode(raw, plus_is_space)).into_owned())
+    } else {
+        lossy(raw)
+    }
 }
 
 /// Percent-decodes leniently: a `%` not followed by two hex digits stays as
