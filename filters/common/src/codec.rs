@@ -49,6 +49,14 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
     Some(u32::from_le_bytes(b) as usize)
 }
 
+/// Header bytes as text, invalid UTF-8 replaced: borrowed when they are
+/// UTF-8, checked a word at a time (`String::from_utf8_lossy` goes byte by
+/// byte, so it only takes what is not UTF-8).
+#[inline]
+pub fn lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    std::str::from_utf8(bytes).map_or_else(|_| String::from_utf8_lossy(bytes), std::borrow::Cow::Borrowed)
+}
+
 /// The value of one hex digit (`%XX` escapes in paths, queries, forms).
 pub fn hex_value(b: u8) -> Option<u8> {
     match b {

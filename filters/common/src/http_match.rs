@@ -195,9 +195,7 @@ impl<'a> MatchRequest<'a> {
         let mut values = self.headers.iter().filter(|(k, _)| *k == name).map(|(_, v)| *v);
         let first = values.next()?;
         match values.next() {
-            // from_utf8 checks ASCII a word at a time; the lossy form goes
-            // byte by byte, so it only takes what is not UTF-8.
-            None => Some(std::str::from_utf8(first).map_or_else(|_| String::from_utf8_lossy(first), Cow::Borrowed)),
+            None => Some(crate::codec::lossy(first)),
             Some(second) => {
                 let mut joined = String::from_utf8_lossy(first).into_owned();
                 for v in std::iter::once(second).chain(values) {

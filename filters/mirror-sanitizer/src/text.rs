@@ -2,6 +2,7 @@
 //! lookup and the default mask. The bottom of the crate: it uses nothing of
 //! the crate itself.
 
+pub use filter_common::codec::lossy;
 use filter_common::codec::hex_value;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -58,12 +59,6 @@ pub fn at(text: &[u8], i: usize) -> u8 {
 /// The byte before `i`, or 0 at the start.
 pub fn before(text: &[u8], i: usize) -> u8 {
     i.checked_sub(1).map_or(0, |j| at(text, j))
-}
-
-/// The bytes as text, invalid UTF-8 replaced: borrowed when they are UTF-8,
-/// checked a word at a time (`String::from_utf8_lossy` goes byte by byte).
-pub fn lossy(bytes: &[u8]) -> Cow<'_, str> {
-    std::str::from_utf8(bytes).map_or_else(|_| String::from_utf8_lossy(bytes), Cow::Borrowed)
 }
 
 /// `raw` percent-decoded (and `+` read as a space if `plus_is_space`) as
