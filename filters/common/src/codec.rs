@@ -116,10 +116,10 @@ pub fn decode_pairs(bytes: &[u8]) -> Result<HeaderPairs, DecodeError> {
 /// hold together is an error whatever is kept of it. A name that is not
 /// UTF-8 (which no configured name can equal) is left out.
 pub fn pairs_where(bytes: &[u8], keep: impl Fn(&[u8]) -> bool) -> Result<Vec<Header<'_>>, DecodeError> {
-    let count = if bytes.is_empty() { 0 } else { read_u32(bytes, 0).unwrap_or(0) };
-    // One allocation (`entries` refuses counts the buffer cannot hold).
-    let mut pairs = Vec::with_capacity(count.min(bytes.len() / 10));
-    for entry in entries(bytes)? {
+    let entries = entries(bytes)?;
+    // One allocation, for the count `entries` checked.
+    let mut pairs = Vec::with_capacity(entries.size_hint().0);
+    for entry in entries {
         let (key, value) = entry?;
         if keep(key) {
             if let Ok(name) = std::str::from_utf8(key) {

@@ -145,10 +145,15 @@ impl Window {
         granted
     }
 
+    /// The bucket that still holds `tick`, if it is in the window (never
+    /// one emptied for it, unlike [`Window::bucket`]).
+    fn held(&mut self, tick: u64) -> Option<&mut Bucket> {
+        self.buckets.get_mut((tick % BUCKETS as u64) as usize).filter(|b| b.tick == tick)
+    }
+
     /// Counts `requests` into the bucket of `tick`, if it is still in the window.
     fn count_requests(&mut self, tick: u64, requests: u32) {
-        let slot = (tick % BUCKETS as u64) as usize;
-        if let Some(bucket) = self.buckets.get_mut(slot).filter(|b| b.tick == tick) {
+        if let Some(bucket) = self.held(tick) {
             bucket.requests = bucket.requests.saturating_add(requests);
         }
     }
@@ -169,8 +174,7 @@ impl Window {
     /// Returns reserved retries that were not made to their bucket, if it
     /// is still in the window.
     pub fn give_back(&mut self, g: Giveback) {
-        let slot = (g.tick % BUCKETS as u64) as usize;
-        if let Some(bucket) = self.buckets.get_mut(slot).filter(|b| b.tick == g.tick) {
+        if let Some(bucket) = self.held(g.tick) {
             bucket.retries = bucket.retries.saturating_sub(g.retries);
         }
     }

@@ -137,16 +137,13 @@ impl Shared {
 /// (`content-…`, `grpc-…`, `te`), the request id, and `reads`. Whatever the
 /// plan reads must fall in here.
 fn copied(name: &[u8], reads: &NameSet) -> bool {
-    // By the first byte, as most names fall in none of the families.
-    let family = match name.first() {
-        Some(b':') => true,
-        Some(b'x') => name.starts_with(b"x-envoy-") || name == b"x-request-id",
-        Some(b'c') => name.starts_with(b"content-"),
-        Some(b'g') => name.starts_with(b"grpc-"),
-        Some(b't') => name == b"te",
-        _ => false,
-    };
-    family || reads.contains(name)
+    name.starts_with(b":")
+        || name.starts_with(b"x-envoy-")
+        || name.starts_with(b"content-")
+        || name.starts_with(b"grpc-")
+        || name == b"te"
+        || name == b"x-request-id"
+        || reads.contains(name)
 }
 
 /// The rules' match-block headers and the idempotency key header.
